@@ -1,0 +1,1 @@
+"""The gda host: plugin manager, adaptation runs built from plugin hooks, and the `gda` CLI."""

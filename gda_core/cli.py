@@ -1,0 +1,34 @@
+"""The `gda` command line: parse and validate, then call the library. No training logic here."""
+
+import importlib
+import sys
+
+import click
+
+from stylegan2_ada.errors import UserError
+
+# Sub-commands live in their own modules: 'module:attribute' of a click command.
+COMMANDS = [
+]
+
+
+class _Group(click.Group):
+    """Turns UserError into one line on stderr and exit status 2, wherever it is raised."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            click.echo(f'Error: {error}', err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings=dict(help_option_names=['-h', '--help']))
+@click.version_option(package_name='gda')
+def main():
+    """gda: few-shot generative domain adaptation for StyleGAN2-ADA."""
+
+
+for _spec in COMMANDS:
+    _module, _attr = _spec.split(':')
+    main.add_command(getattr(importlib.import_module(_module), _attr))

@@ -1,0 +1,27 @@
+"""gda: few-shot generative domain adaptation on our own StyleGAN2-ADA core."""
+
+from setuptools import setup
+
+PLUGINS = []  # built-in method plugins, registered exactly like third-party ones
+
+setup(
+    name='gda',
+    version='0.1.0',
+    description='Few-shot generative domain adaptation for StyleGAN2-ADA, every method as a composable plugin',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=['stylegan2_ada', 'stylegan2_ada.ops', 'gda_core', 'gda_hooks', 'gda_plugins']
+        + [f'gda_plugins.{name}' for name in PLUGINS],
+    package_dir={'gda_hooks': 'hooks', 'gda_plugins': 'plugins'},
+    package_data={'stylegan2_ada.ops': ['cuda/*.cu', 'cuda/*.cpp', 'cuda/*.h']},
+    install_requires=[
+        'torch>=2.1', 'numpy', 'click>=8', 'pluggy>=1.0', 'ninja', 'requests',
+        'pyspng', 'imageio', 'psutil', 'pillow', 'scipy',
+    ],
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': ['gda = gda_core.cli:main'],
+        'gda.plugins': [f'{name} = gda_plugins.{name}' for name in PLUGINS],
+    },
+)
