@@ -9,6 +9,8 @@ from stylegan2_ada.errors import UserError
 
 # Sub-commands live in their own modules: 'module:attribute' of a click command.
 COMMANDS = [
+    'gda_core.cmd_train:train',
+    'gda_core.cmd_info:info', 'gda_core.cmd_dataset:dataset',
 ]
 
 

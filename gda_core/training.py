@@ -1,0 +1,194 @@
+"""The host's training run: source + dataset + options -> networks -> the engine's loop.
+
+Fine-tuning (--source PATH|URL|PRESET) starts G, G_ema and the frozen source copy from the source's
+G_ema (the papers' choice: the EMA generator is the good one) and D from its D; the source's own
+network kwargs always win. --source none trains from scratch with NVIDIA's preset widths.
+"""
+
+import copy
+import json
+import os
+import re
+
+import torch
+
+import stylegan2_ada
+from stylegan2_ada.augment import AUGPIPE_SPECS
+from stylegan2_ada.checkpoint import save_snapshot
+from stylegan2_ada.checkpoint.presets import preset_names
+from stylegan2_ada.dataset import ImageFolderDataset
+from stylegan2_ada.errors import UserError
+from stylegan2_ada.networks import Discriminator, Generator
+from stylegan2_ada.training_config import CFG_NAMES, resolve
+from stylegan2_ada.training_loop import TrainingLoop
+
+__all__ = ['CFG_NAMES', 'AUGPIPES', 'preset_names', 'prepare', 'describe', 'run']
+AUGPIPES = sorted(AUGPIPE_SPECS)
+
+# Options that describe the architecture: only meaningful when training from scratch.
+ARCH_OPTIONS = ('cbase', 'cmax', 'map', 'zdim')
+
+
+def build_networks(opts, resolution, channels, c_dim):
+    """Fresh G and D for training from scratch (NVIDIA's train.py kwargs)."""
+    channel_base = opts.get('cbase') or int(opts['fmaps'] * 32768)
+    channel_max = opts.get('cmax') or 512
+    z_dim = opts.get('zdim') or 512
+    common = dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=4,
+                  conv_clamp=256)
+    G = Generator(z_dim=z_dim, c_dim=c_dim, w_dim=z_dim, img_resolution=resolution,
+                  img_channels=channels, mapping_kwargs=dict(num_layers=opts['map']),
+                  synthesis_kwargs=common)
+    D = Discriminator(c_dim=c_dim, img_resolution=resolution, img_channels=channels,
+                      architecture=opts['d_architecture'], **common,
+                      epilogue_kwargs=dict(mbstd_group_size=opts['mbstd']))
+    return G, D
+
+
+def load_source(source):
+    """The networks to fine-tune, with a clear error when the file lacks them."""
+    data = stylegan2_ada.load(source, verbose=True)
+    G = data.get('G_ema') or data.get('G')
+    if G is None or data.get('D') is None:
+        raise UserError(f'{source} holds no generator and discriminator pair to fine-tune '
+                        f'(found: {", ".join(k for k in ("G", "D", "G_ema") if data.get(k))}); '
+                        f'fine-tuning needs a training snapshot with both')
+    return data, G, data['D']
+
+
+def check_dataset_matches(dataset, G, data_path):
+    if dataset.resolution != G.img_resolution or dataset.num_channels != G.img_channels:
+        raise UserError(
+            f'{data_path} holds {dataset.resolution}x{dataset.resolution} images with '
+            f'{dataset.num_channels} channel(s) but the source generates {G.img_resolution}x'
+            f'{G.img_resolution} with {G.img_channels}; convert it with `gda dataset {data_path} '
+            f'OUT.zip --resolution {G.img_resolution} '
+            f'--channels {"gray" if G.img_channels == 1 else "rgb"}`')
+
+
+def set_mbstd_group(D, group):
+    """Keep D's minibatch-std group within the per-process batch (decisions.md)."""
+    epilogue = D.b4
+    if epilogue.mbstd is not None and epilogue.mbstd.group_size is not None:
+        new = min(epilogue.mbstd.group_size, group)
+        epilogue.mbstd.group_size = new
+        D.init_kwargs.setdefault('epilogue_kwargs', {})['mbstd_group_size'] = new
+
+
+def next_run_dir(outdir, desc):
+    os.makedirs(outdir, exist_ok=True)
+    ids = [int(m.group(1)) for name in os.listdir(outdir)
+           if (m := re.match(r'^(\d+)-', name)) and os.path.isdir(os.path.join(outdir, name))]
+    run_dir = os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+    os.makedirs(run_dir)
+    return run_dir
+
+
+def validate(opts, gpus):
+    if opts['batch'] < 1 or opts['batch'] % gpus != 0:
+        raise UserError(f'--batch {opts["batch"]} must be a positive multiple of the process count '
+                        f'({gpus})')
+    per_process = opts['batch'] // gpus
+    batch_gpu = opts.get('batch_gpu') or per_process
+    if per_process % batch_gpu != 0:
+        raise UserError(f'--batch-gpu {batch_gpu} must divide the per-process batch {per_process}')
+    opts['batch_gpu'] = batch_gpu
+    if opts.get('kimg') is None and opts.get('iters') is None:
+        raise UserError('set --kimg or --iters: the run needs a stop condition')
+    if opts['aug'] == 'fixed' and opts.get('p') is None:
+        raise UserError('--aug fixed needs --p (the augmentation probability)')
+    if opts.get('p') is not None and not 0 <= opts['p'] <= 1:
+        raise UserError(f'--p {opts["p"]} must lie in [0, 1]')
+
+
+def prepare(config):
+    """Resolve everything a run needs without writing anything (also serves --dry-run)."""
+    source = config['source']
+    fine_tuning = source != 'none'
+    explicit = dict(config['options'])
+    if fine_tuning:
+        given = [f'--{name}' for name in ARCH_OPTIONS if explicit.get(name) is not None]
+        if given:
+            raise UserError(f'{", ".join(given)} describe a network built from scratch; with '
+                            f'--source the source\'s own architecture is used (drop them or use '
+                            f'--source none)')
+    dataset = ImageFolderDataset(config['data'], use_labels=config.get('cond', False),
+                                 xflip=config.get('mirror', False))
+    cfg = config.get('cfg') or ('fewshot' if fine_tuning else 'auto')
+    gpus = config.get('gpus', 1)
+    opts, origin = resolve(cfg, dataset.resolution, explicit, config.get('proposals', ()),
+                           gpus=gpus, fine_tuning=fine_tuning)
+    if explicit.get('iters') is not None and explicit.get('kimg') is None:
+        opts['kimg'] = None   # --iters alone is the stop condition
+    opts.update(cfg=cfg, seed=config.get('seed', 0), aug=config.get('aug', 'ada'),
+                augpipe=config.get('augpipe', 'bgc'), p=config.get('p'),
+                tick=config.get('tick'), snap=config.get('snap'))
+    if opts['tick'] is None:
+        opts['tick'] = 4 if opts['batch'] >= 32 else max(opts['batch'] * 50 / 1000, 0.001)
+    if opts['snap'] is None:
+        opts['snap'] = 50 if opts['batch'] >= 32 else 5
+    validate(opts, gpus)
+    return dict(config=config, dataset=dataset, opts=opts, origin=origin, cfg=cfg,
+                fine_tuning=fine_tuning)
+
+
+def describe(plan):
+    """The resolved configuration as JSON-ready data (training_options.json and --dry-run)."""
+    config, opts = plan['config'], plan['opts']
+    return dict(source=config['source'], data=config['data'], outdir=config['outdir'],
+                device=config.get('device'), options=opts,
+                option_origin=plan['origin'],
+                dataset=dict(path=config['data'], images=len(plan['dataset']),
+                             resolution=plan['dataset'].resolution,
+                             channels=plan['dataset'].num_channels,
+                             labels=plan['dataset'].label_dim))
+
+
+def run(config, log=print):
+    """Train; returns the run directory. `config` comes from the CLI (see cmd_train)."""
+    plan = prepare(config)
+    opts, dataset = plan['opts'], plan['dataset']
+    device = torch.device(config.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    torch.manual_seed(opts['seed'])
+
+    source_info = None
+    source_G = None
+    if plan['fine_tuning']:
+        data, G_src, D = load_source(config['source'])
+        check_dataset_matches(dataset, G_src, config['data'])
+        if dataset.label_dim != G_src.c_dim:
+            raise UserError(f'the source is conditioned on {G_src.c_dim} labels but the dataset '
+                            f'gives {dataset.label_dim}; use --cond to match')
+        G = copy.deepcopy(G_src)
+        source_G = copy.deepcopy(G_src).eval().requires_grad_(False).to(device)
+        origin = data['origin']
+        source_info = dict(reference=origin['reference'], url=origin['url'],
+                           sha256=origin['sha256'], kwargs=G_src.init_kwargs)
+    else:
+        G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
+    set_mbstd_group(D, opts['batch_gpu'])
+
+    desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts["batch"]}'
+    run_dir = next_run_dir(config['outdir'], desc)
+    with open(os.path.join(run_dir, 'training_options.json'), 'w') as f:
+        json.dump(describe(plan), f, indent=2)
+    log(f'Run directory: {run_dir}')
+    log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
+        f'{dataset.resolution}px)  device: {device}')
+
+    training_set_kwargs = dict(path=config['data'], use_labels=config.get('cond', False),
+                               xflip=config.get('mirror', False), resolution=dataset.resolution)
+
+    def write_snapshot(path, loop):
+        save_snapshot(path, dict(
+            G=loop.G, D=loop.D, G_ema=loop.G_ema, augment_pipe=loop.augment_pipe,
+            training_set_kwargs=training_set_kwargs,
+            gda=dict(source=source_info,
+                     source_G=source_G if config.get('keep_source', True) else None,
+                     plugins=[], loop=loop.loop_state())))
+
+    loop = TrainingLoop(run_dir, G, D, dataset, opts, extensions=config.get('extensions'),
+                        device=device, save_snapshot=write_snapshot, log=log)
+    loop.run()
+    log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in {run_dir}')
+    return run_dir

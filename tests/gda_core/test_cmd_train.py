@@ -1,0 +1,108 @@
+"""`gda train` end to end on tiny data: from scratch, fine-tuning, dry run, and user errors."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+import stylegan2_ada
+from gda_core.cli import main
+
+TINY = ['--cbase', '128', '--cmax', '16', '--map', '2', '--zdim', '16']
+
+
+def write_images(folder, count=8, res=16, mode='RGB'):
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.RandomState(0)
+    channels = 3 if mode == 'RGB' else 1
+    for i in range(count):
+        pixels = (rng.rand(res, res, channels) * 255).astype(np.uint8)
+        PIL.Image.fromarray(pixels if channels == 3 else pixels[:, :, 0]).save(
+            os.path.join(folder, f'{i}.png'))
+    return str(folder)
+
+
+def gda(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope='module')
+def scratch_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train')
+    data = write_images(root / 'data')
+    result = gda('train', '--data', data, '--source', 'none', '--outdir', root / 'runs', *TINY,
+                 '--batch', 4, '--iters', 4, '--tick', 0.008, '--snap', 1)
+    assert result.exit_code == 0, result.output
+    run_dir = os.path.join(root / 'runs', os.listdir(root / 'runs')[0])
+    return root, data, run_dir, result.output
+
+
+def test_from_scratch_writes_the_run_directory(scratch_run):
+    _, _, run_dir, output = scratch_run
+    assert os.path.basename(run_dir) == '00000-data-auto-batch4'
+    assert {'reals.png', 'fakes_init.png', 'fakes000000.png', 'stats.jsonl',
+            'training_options.json', 'network-snapshot-000000.pkl'} <= set(os.listdir(run_dir))
+    assert 'tick 2' in output and 'trainable' in output
+    ticks = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))]
+    assert [t['iteration'] for t in ticks] == [2, 4]
+    options = json.load(open(os.path.join(run_dir, 'training_options.json')))
+    assert options['options']['batch'] == 4 and options['option_origin']['batch'] == 'command line'
+    assert options['option_origin']['gamma'] == '--cfg auto'
+
+
+def test_snapshot_loads_and_fine_tuning_runs(scratch_run, tmp_path):
+    root, data, run_dir, _ = scratch_run
+    snapshot = os.path.join(run_dir, 'network-snapshot-000000.pkl')
+    loaded = stylegan2_ada.load(snapshot)
+    assert loaded['G_ema'].img_resolution == 16 and loaded['gda']['loop']['iteration'] == 4
+
+    result = gda('train', '--data', data, '--source', snapshot, '--outdir', tmp_path, '--iters', 2,
+                 '--tick', 0.004, '--snap', 1)
+    assert result.exit_code == 0, result.output
+    tuned_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    assert os.path.basename(tuned_dir).endswith('fewshot-batch4')
+    tuned = stylegan2_ada.load(os.path.join(tuned_dir, 'network-snapshot-000000.pkl'))
+    assert tuned['gda']['source']['sha256'] == loaded['origin']['sha256']
+    assert tuned['gda']['source_G'] is not None
+    # The source's own architecture was kept, and training changed the weights.
+    assert tuned['G'].init_kwargs == loaded['G_ema'].init_kwargs
+    before = loaded['G_ema'].synthesis.b16.conv1.weight
+    assert not np.allclose(tuned['G'].synthesis.b16.conv1.weight.numpy(), before.numpy())
+
+
+def test_dry_run_prints_the_resolved_configuration(scratch_run, tmp_path):
+    _, data, _, _ = scratch_run
+    result = gda('train', '--data', data, '--source', 'none', '--outdir', tmp_path, *TINY,
+                 '--iters', 3, '--gamma', 5, '--dry-run')
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.output)
+    assert config['options']['gamma'] == 5 and config['options']['kimg'] is None
+    assert config['options']['batch'] == 32   # --cfg auto at 16 px
+    assert not os.listdir(tmp_path)           # nothing written
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--source', 'none'], '--data is required'),
+    (['--data', 'DATA'], '--source is required'),
+    (['--data', 'DATA', '--source', 'missing.pkl', '--iters', '1'], 'neither a file'),
+    (['--data', 'DATA', '--source', 'none', '--iters', '1', '--batch', '6', '--batch-gpu', '4'],
+     'must divide'),
+    (['--data', 'DATA', '--source', 'none', '--aug', 'fixed', '--iters', '1'], 'needs --p'),
+    (['--data', 'DATA', '--source', 'SNAP', '--cbase', '64', '--iters', '1'], "source's own"),
+    (['--data', 'GRAY', '--source', 'SNAP', '--iters', '1'], 'gda dataset'),
+    (['--data', 'DATA', '--source', 'none', '--cfg', 'huge'], "Invalid value for '--cfg'"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(scratch_run, tmp_path, args, message):
+    _, data, run_dir, _ = scratch_run
+    gray = write_images(tmp_path / 'gray', mode='L')
+    replace = dict(DATA=data, SNAP=os.path.join(run_dir, 'network-snapshot-000000.pkl'), GRAY=gray)
+    args = [replace.get(a, a) for a in args]
+    result = CliRunner().invoke(main, ['train', '--outdir', str(tmp_path / 'runs')] + args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert 'Traceback' not in result.output
+    assert not os.path.exists(tmp_path / 'runs') or not os.listdir(tmp_path / 'runs')
