@@ -1,132 +1,290 @@
-"""The training loop's injection points: plain callables the loop and the loss call.
+"""The engine side of the injection points of docs/hooks.md §4: one `Extensions` field per point.
 
-The engine knows nothing about plugins. The host (gda_core) fills an `Extensions` from the plugins'
-hooks; an empty `Extensions` is NVIDIA's StyleGAN2-ADA. docs/hooks.md maps every few-shot method
-onto these points. Contributions combine as documented on each field: lists run in order, and
-`None` means "the core's default".
+The engine knows nothing about plugins. The host fills an `Extensions` from the plugins' hooks: each
+field is a list, in plugin order, of what the hook of the same name returned (None results left
+out, list results concatenated). An empty `Extensions` is NVIDIA's StyleGAN2-ADA. Contributions may
+name their plugin in `owner` (the dataclasses have the field; wrap a plain callable in `Hook`) so
+that conflicts and logs can name it. `check()` finds the conflicts that need no networks; the loop
+calls it, and finds the rest (freezing, parameter groups), before any work starts.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional
+import fnmatch
+from typing import Any, Callable, Collection, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 
+from .errors import UserError
+
+EXCLUSIVE = ('conditioning', 'adv_loss', 'latent_sampler', 'select_branch', 'augment_p')
 TARGETS = ('adapted', 'both')
+MODES = frozenset({'train', 'generate'})
+
+
+class ConflictError(UserError):
+    """Two plugins claim what only one may have; the message names both (exit status 2)."""
+
+
+@dataclasses.dataclass
+class Hook:
+    """A plain callable contribution tagged with the plugin that gave it."""
+    fn: Callable
+    owner: Optional[str] = None
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def owner_of(item, field, index):
+    """The plugin behind a contribution, or '<field>[<index>]' when it does not say."""
+    return getattr(item, 'owner', None) or f'{field}[{index}]'
 
 
 @dataclasses.dataclass
 class Iteration:
-    """What every callable learns about the current iteration.
+    """What every per-iteration callable learns; built by the loop once per iteration.
 
-    `branch` is shared by the D step, the G step and R1 of one iteration (CDC's image/patch
-    switch); `mixing` turns style mixing off for the iteration (CDC's anchor iterations);
-    `scratch` is per-iteration space for plugins (cleared each iteration).
+    Anything random that must agree across processes is drawn from `rng` (z, anchors, layer
+    picks): it is seeded from (run seed, index), so it is the same stream on every rank and
+    replays exactly on resume without saved state.
     """
-    index: int            # iterations done before this one (0-based)
-    cur_nimg: int         # images shown before this iteration (all processes)
-    batch_size: int       # global batch
+    index: int                   # iterations done before this one (0-based)
+    cur_nimg: int                # real images shown to D before this iteration (all processes)
+    batch_size: int              # global batch
     device: torch.device
-    branch: Optional[str] = None
-    mixing: bool = True
+    rng: torch.Generator         # CPU generator seeded from (run seed, index)
+    batch_gpu: int = 0           # per accumulation round
+    rank: int = 0
+    world_size: int = 1
+    phase: Optional[str] = None  # 'Gmain' | 'Greg' | 'Dmain' | 'Dreg' ('Gboth'/'Dboth' unlazy)
+    branch: Optional[str] = None  # from select_branch, fixed for the whole iteration
+    augment_p: float = 0.0       # the AugmentPipe's p this iteration
     scratch: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    report: Callable[[str, Any], None] = lambda name, value: None   # into the tick stats
 
 
 @dataclasses.dataclass
-class WTransform:
-    """A change of w after mapping: `fn(ws, it) -> ws`; `target` says which generators it applies
-    to: 'adapted' (the trained G only, e.g. GenDA's adaptor) or 'both' (the frozen source G too,
-    e.g. RSSA's latent compression), so paired source/adapted samples stay comparable."""
-    fn: Callable
-    target: str = 'adapted'
+class Conditioning:
+    """c for an unconditional source (DISP's C(x)); the engine adds G's embedding for it.
 
-    def __post_init__(self):
-        if self.target not in TARGETS:
-            raise ValueError(f'WTransform target must be one of {TARGETS}, got {self.target!r}')
+    real_c(raw_idx LongTensor [N]) -> [N, c_dim] is the reals' c; gen_c(n, it) -> [n, c_dim] the
+    fakes' c (None: real_c of uniform raw indices drawn from it.rng, NVIDIA's rule for labels);
+    infer_c(n, rng) -> [n, c_dim] is for `gda generate`.
+    """
+    c_dim: int
+    real_c: Callable
+    gen_c: Optional[Callable] = None
+    infer_c: Optional[Callable] = None
+    owner: Optional[str] = None
 
 
 @dataclasses.dataclass
-class LossTerm:
-    """An extra loss: `fn(it, gen) -> scalar tensor` (already weighted), logged as Loss/<name>.
+class FreezePolicy:
+    """frozen(qualified name like 'G.mapping.fc0.weight') -> True to freeze that core parameter.
 
-    `gen` is a dict with z, c, ws, img (the adapted G's batch for this phase), features (G feature
-    maps requested through `g_features`), logits and d_features (D on that batch)."""
-    name: str
-    fn: Callable
-    phase: str = 'G'      # 'G': added in Gmain; 'D': added in Dmain with the real and fake batch
+    `requires` lists names or fnmatch patterns that must train: a policy freezing one of them is a
+    conflict naming both plugins.
+    """
+    frozen: Callable[[str], bool]
+    requires: Collection[str] = ()
+    owner: Optional[str] = None
 
 
 @dataclasses.dataclass
 class ParamGroup:
-    """New trainable parameters (heads, adaptors, modulations) and how they train.
+    """A plugin module that trains, and how: one extra group in its side's Adam.
 
-    `network` 'G' or 'D' chooses the optimiser and the phases; lr_multiplier scales the lr; the
-    lazy-regularisation ratio applies to them as to the network's own parameters."""
+    lr/betas None take the core's; lazy_reg scales them as the core's; ema (G side) keeps a twin
+    for G_ema; start_iteration delays training (AdaFM's delay).
+    """
     name: str
-    params: List[torch.nn.Parameter]
+    module: torch.nn.Module
     network: str = 'G'
+    lr: Optional[float] = None
     lr_multiplier: float = 1.0
+    betas: Optional[Tuple[float, float]] = None
+    lazy_reg: bool = True
+    ema: bool = True
+    start_iteration: int = 0
+    owner: Optional[str] = None
+
+    def __post_init__(self):
+        if self.network not in ('G', 'D'):
+            raise ValueError(f"ParamGroup {self.name!r}: network must be 'G' or 'D', "
+                             f'got {self.network!r}')
+
+
+@dataclasses.dataclass
+class DHead:
+    """module(logits [N,1], feats, c, it) -> Tensor on the D output.
+
+    'replace' gives the D output for its branches (e.g. patch logits [N,1,h,w]); 'add' adds [N] or
+    [N,1] to it. `features` are the D feature names it reads; branches None means every branch.
+    """
+    name: str
+    module: Callable
+    mode: str = 'replace'
+    features: Tuple[str, ...] = ()
+    branches: Optional[FrozenSet[str]] = None
+    owner: Optional[str] = None
+
+    def __post_init__(self):
+        if self.mode not in ('replace', 'add'):
+            raise ValueError(f"DHead {self.name!r}: mode must be 'replace' or 'add', "
+                             f'got {self.mode!r}')
+        self.features = tuple(self.features)
+        if self.branches is not None:
+            self.branches = frozenset(self.branches)
+
+    def active(self, branch):
+        return self.branches is None or branch in self.branches
+
+
+@dataclasses.dataclass
+class WTransform:
+    """module(ws [N, num_ws, w_dim], it or None) -> ws, between style mixing and synthesis.
+
+    target 'adapted': the trained G only (GenDA's adaptor); 'both': the source G too (RSSA's
+    compression), so paired samples stay comparable. modes: 'train' (every render in the loop),
+    'generate' (gda generate, fakes*.png, metrics).
+    """
+    name: str
+    module: Callable
+    target: str = 'adapted'
+    modes: FrozenSet[str] = MODES
+    owner: Optional[str] = None
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f'WTransform {self.name!r}: target must be one of {TARGETS}, '
+                             f'got {self.target!r}')
+        self.modes = frozenset(self.modes)
+        if not self.modes or not self.modes <= MODES:
+            raise ValueError(f'WTransform {self.name!r}: modes must be a non-empty subset of '
+                             f'{sorted(MODES)}, got {sorted(self.modes)}')
+
+
+@dataclasses.dataclass
+class LatentBatch:
+    """A phase's latents from latent_sampler: z [n, z_dim]; c None means gen_c."""
+    z: torch.Tensor
+    mixing: bool = True
+    c: Optional[torch.Tensor] = None
+
+
+@dataclasses.dataclass
+class Synth:
+    """A render: images, the ws after the transforms, and the requested feature maps."""
+    img: torch.Tensor
+    ws: torch.Tensor
+    features: Dict[str, torch.Tensor]
+
+
+@dataclasses.dataclass
+class TickInfo:
+    tick: int
+    iteration: int
+    cur_nimg: int
+    kimg: float
+    stats: Dict[str, float]
+    run_dir: str
+
+
+@dataclasses.dataclass
+class SnapshotInfo:
+    path: str
+    kimg: float
+    iteration: int
+
+
+def _list():
+    return dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
 class Extensions:
-    # Per iteration, before anything else: fn(it). Sets it.branch / it.mixing / it.scratch.
-    begin_iteration: List[Callable] = dataclasses.field(default_factory=list)
-    # z for a phase: fn(it, batch_size, phase) -> z or None; the first non-None wins.
-    sample_z: List[Callable] = dataclasses.field(default_factory=list)
-    # w changes after mapping and style mixing, in order.
-    w_transforms: List[WTransform] = dataclasses.field(default_factory=list)
-    # G feature names to compute in every G pass of the loss (union over plugins).
-    g_features: List[str] = dataclasses.field(default_factory=list)
-    # D feature names to compute in every D pass (union), handed to d_heads and loss terms.
-    d_features: List[str] = dataclasses.field(default_factory=list)
-    # Augmentations of D inputs after the ADA pipe, chained: fn(img, it) -> img.
-    augment: List[Callable] = dataclasses.field(default_factory=list)
-    # Heads on D, chained: fn(it, logits, d_features, img, c) -> logits (may change the shape,
-    # e.g. patch logits [N, 1, h, w]; losses average per image).
-    d_heads: List[Callable] = dataclasses.field(default_factory=list)
-    # The adversarial loss form (exclusive): fn(kind, logits) -> per-element loss with kind in
-    # 'G_fake', 'D_real', 'D_fake'. None: non-saturating softplus.
-    adv_loss: Optional[Callable] = None
-    # Augmentation probability owner (exclusive): fn(it) -> p. When set, ADA's controller is off.
-    augment_p: Optional[Callable] = None
-    # Extra loss terms, each logged separately.
-    loss_terms: List[LossTerm] = dataclasses.field(default_factory=list)
-    # Freezing policies: fn(network, name, param) -> False to freeze. A parameter trains only if
-    # every policy allows it (frozen sets unite: freezing is never undone by another plugin).
-    trainable: List[Callable] = dataclasses.field(default_factory=list)
-    # New parameters and their optimiser settings.
-    param_groups: List[ParamGroup] = dataclasses.field(default_factory=list)
-    # Lifecycle: fn(tick_info) after each tick; state(): plain data for the snapshot.
-    on_tick: List[Callable] = dataclasses.field(default_factory=list)
+    """The loop's injection points (docs/hooks.md §4); exclusive ones hold at most one entry."""
+    conditioning: List[Conditioning] = _list()                   # exclusive
+    weight_reparam: List[Dict[str, Callable]] = _list()          # {'G.synthesis.b64.conv0': f}
+    freeze_policy: List[FreezePolicy] = _list()                  # frozen = union
+    param_groups: List[ParamGroup] = _list()
+    d_heads: List[DHead] = _list()
+    adv_loss: List[Callable] = _list()         # exclusive: fn(kind, logits) -> per-element loss
+    w_transforms: List[WTransform] = _list()   # chained
+    latent_sampler: List[Callable] = _list()   # exclusive: fn(it, n) -> LatentBatch | None
+    select_branch: List[Callable] = _list()    # exclusive: fn(it) -> str | None
+    augmentations: List[Callable] = _list()    # chained before the AugmentPipe: fn(img, it)
+    augment_p: List[Callable] = _list()        # exclusive: fn(it) -> p; the ADA controller is off
+    g_loss_terms: List[Callable] = _list()     # fn(it) -> {name: weighted scalar}, once per iter
+    on_tick: List[Callable] = _list()          # fn(TickInfo) -> {key: float} | None
+    on_snapshot: List[Callable] = _list()      # fn(SnapshotInfo), rank 0, after the write
 
-    def begin(self, it):
-        it.scratch.clear()
-        for fn in self.begin_iteration:
-            fn(it)
+    def exclusive(self, field):
+        """The single provider of an exclusive point, or None."""
+        items = getattr(self, field)
+        return items[0] if items else None
 
-    def z(self, it, batch_size, phase, z_dim, device, generator=None):
-        for fn in self.sample_z:
-            z = fn(it, batch_size, phase)
-            if z is not None:
-                return z
-        return torch.randn([batch_size, z_dim], device=device, generator=generator)
+    def check(self):
+        """Conflicts visible without the networks: two owners of an exclusive point, two
+        'replace' heads whose branches overlap."""
+        for field in EXCLUSIVE:
+            items = getattr(self, field)
+            if len(items) > 1:
+                names = ' and '.join(repr(owner_of(item, field, i)) for i, item in enumerate(items))
+                raise ConflictError(f'{names} both provide {field!r}, which only one plugin may '
+                                    f'provide; use one of them')
+        replace = [(i, h) for i, h in enumerate(self.d_heads) if h.mode == 'replace']
+        for a, (i, first) in enumerate(replace):
+            for j, second in replace[a + 1:]:
+                if first.branches is None or second.branches is None or \
+                        first.branches & second.branches:
+                    overlap = ('every branch' if first.branches is None or second.branches is None
+                               else f'branch(es) {sorted(first.branches & second.branches)}')
+                    raise ConflictError(
+                        f"D heads {first.name!r} ({owner_of(first, 'd_heads', i)}) and "
+                        f"{second.name!r} ({owner_of(second, 'd_heads', j)}) both replace the D "
+                        f'output on {overlap}; use one of them')
 
-    def transform_ws(self, ws, it, source=False):
-        """Apply the w transforms meant for the adapted G, or for the source G (target 'both')."""
-        for transform in self.w_transforms:
-            if not source or transform.target == 'both':
-                ws = transform.fn(ws, it)
-        return ws
 
-    def augment_images(self, img, it):
-        for fn in self.augment:
-            img = fn(img, it)
-        return img
+def trainable_mask(networks, policies):
+    """The core parameters that train: all but those a policy freezes (frozen = union).
 
-    def heads(self, it, logits, d_features, img, c):
-        for fn in self.d_heads:
-            logits = fn(it, logits, d_features, img, c)
-        return logits
+    A parameter that one policy `requires` and another freezes is a conflict naming both.
+    """
+    named = [(f'{net}.{name}', param) for net, module in networks.items()
+             for name, param in module.named_parameters()]
+    frozen_by = {}
+    for index, policy in enumerate(policies):
+        for qualname, _ in named:
+            if qualname not in frozen_by and policy.frozen(qualname):
+                frozen_by[qualname] = owner_of(policy, 'freeze_policy', index)
+    for index, policy in enumerate(policies):
+        owner = owner_of(policy, 'freeze_policy', index)
+        for pattern in policy.requires:
+            matches = [qualname for qualname, _ in named if fnmatch.fnmatchcase(qualname, pattern)]
+            if not matches:
+                raise UserError(f'{owner!r} requires {pattern!r} to train, but no parameter of G '
+                                f'or D matches it; this plugin does not fit these networks')
+            for qualname in matches:
+                if qualname in frozen_by:
+                    raise ConflictError(f'{owner!r} requires {qualname} to train but '
+                                        f'{frozen_by[qualname]!r} freezes it; use one of them')
+    return {net: [param for qualname, param in named
+                  if qualname.startswith(net + '.') and qualname not in frozen_by]
+            for net in networks}
 
-    def is_trainable(self, network, name, param):
-        return all(policy(network, name, param) is not False for policy in self.trainable)
+
+def check_param_groups(groups, networks):
+    """Each parameter belongs to one place: the core networks or a single plugin group."""
+    where = {id(param): f'the core network {net}' for net, module in networks.items()
+             for param in module.parameters()}
+    for index, group in enumerate(groups):
+        label = f"parameter group {group.name!r} ({owner_of(group, 'param_groups', index)})"
+        params = list(group.module.parameters())
+        if not params:
+            raise ValueError(f'{label} has no parameters')
+        for param in params:
+            if id(param) in where:
+                raise ConflictError(f'{label} holds a parameter of {where[id(param)]}; a '
+                                    f'parameter may be trained by one owner only')
+            where[id(param)] = label

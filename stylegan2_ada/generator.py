@@ -45,6 +45,7 @@ def make_recorder(return_features, available):
 @persistent_class
 class SynthesisLayer(torch.nn.Module):
     """Modulated 3x3 convolution + noise + bias + leaky ReLU (optionally upsampling by 2)."""
+    _weight_reparam = None   # set by reparam.set_weight_reparam; never in the state_dict
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1,
                  use_noise=True, activation='lrelu', resample_filter=[1, 3, 3, 1], conv_clamp=None,
@@ -84,7 +85,8 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = (self.up == 1)  # slightly faster
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up,
+        weight = self.weight if self._weight_reparam is None else self._weight_reparam(self.weight)
+        x = modulated_conv2d(x=x, weight=weight, styles=styles, noise=noise, up=self.up,
                              padding=self.padding, resample_filter=self.resample_filter,
                              flip_weight=flip_weight, fused_modconv=fused_modconv)
         act_gain = self.act_gain * gain
@@ -100,6 +102,7 @@ class SynthesisLayer(torch.nn.Module):
 @persistent_class
 class ToRGBLayer(torch.nn.Module):
     """Modulated 1x1 convolution to image channels (no demodulation)."""
+    _weight_reparam = None   # set by reparam.set_weight_reparam; never in the state_dict
 
     def __init__(self, in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None,
                  channels_last=False):
@@ -115,7 +118,8 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False,
+        weight = self.weight if self._weight_reparam is None else self._weight_reparam(self.weight)
+        x = modulated_conv2d(x=x, weight=weight, styles=styles, demodulate=False,
                              fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -292,3 +296,10 @@ class Generator(torch.nn.Module):
                 **synthesis_kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, return_features=return_features, **synthesis_kwargs)
+
+    def add_conditioning(self, c_dim):
+        """Condition an unconditional G on c (see MappingNetwork.add_conditioning); init_kwargs
+        follow, so a snapshot of it rebuilds as NVIDIA's plain conditional G."""
+        self.mapping.add_conditioning(c_dim)
+        self.c_dim = c_dim
+        self.init_kwargs['c_dim'] = c_dim

@@ -73,6 +73,8 @@ def _weight_or_buffer(module, name, value, trainable):
 
 @persistent_class
 class FullyConnectedLayer(torch.nn.Module):
+    _weight_reparam = None   # set by reparam.set_weight_reparam; never in the state_dict
+
     def __init__(self, in_features, out_features, bias=True, activation='linear', lr_multiplier=1,
                  bias_init=0):
         super().__init__()
@@ -86,7 +88,8 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = self.weight if self._weight_reparam is None else self._weight_reparam(self.weight)
+        w = w.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
@@ -102,6 +105,8 @@ class FullyConnectedLayer(torch.nn.Module):
 
 @persistent_class
 class Conv2dLayer(torch.nn.Module):
+    _weight_reparam = None   # set by reparam.set_weight_reparam; never in the state_dict
+
     def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation='linear', up=1,
                  down=1, resample_filter=[1, 3, 3, 1], conv_clamp=None, channels_last=False,
                  trainable=True):
@@ -127,7 +132,8 @@ class Conv2dLayer(torch.nn.Module):
             self.bias = None
 
     def forward(self, x, gain=1):
-        w = self.weight * self.weight_gain
+        w = self.weight if self._weight_reparam is None else self._weight_reparam(self.weight)
+        w = w * self.weight_gain
         b = self.bias.to(x.dtype) if self.bias is not None else None
         flip_weight = (self.up == 1)  # slightly faster; transposed convs need the unflipped weight
         x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter,
@@ -199,6 +205,38 @@ class MappingNetwork(torch.nn.Module):
             else:
                 x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
         return x
+
+    @torch.no_grad()
+    def add_conditioning(self, c_dim):
+        """Make an unconditional mapping conditional while it still computes the same w.
+
+        For conditioning by a plugin (DISP's C(x)): `embed` (c_dim -> embed_features) is created
+        and fc0 gains zero columns for the embedding, so w does not depend on c until training
+        moves them. The result is NVIDIA's conditional layout (keys in NVIDIA's order, c_dim in
+        init_kwargs), so a snapshot rebuilds it. fc0's runtime gain depends on its width: its
+        stored weights are rescaled to keep the effective weights, exact up to float rounding.
+        """
+        if self.c_dim != 0 or self.z_dim == 0:
+            raise ValueError(f'add_conditioning needs an unconditional mapping of z; this one has '
+                             f'z_dim {self.z_dim}, c_dim {self.c_dim}')
+        if c_dim <= 0:
+            raise ValueError(f'c_dim must be positive, got {c_dim}')
+        embed_features = self.init_kwargs.get('embed_features') or self.w_dim
+        old = self.fc0
+        fc0 = FullyConnectedLayer(old.in_features + embed_features, old.out_features,
+                                  activation=old.activation,
+                                  lr_multiplier=self.init_kwargs['lr_multiplier'])
+        fc0.to(old.weight.device)
+        fc0.weight.zero_()
+        fc0.weight[:, :old.in_features] = old.weight.double() * (old.weight_gain / fc0.weight_gain)
+        fc0.bias.copy_(old.bias)
+        fc0.requires_grad_(old.weight.requires_grad)
+        embed = FullyConnectedLayer(c_dim, embed_features).to(old.weight.device)
+        children = dict(self._modules)
+        self._modules.clear()
+        self._modules.update(embed=embed, **dict(children, fc0=fc0))   # NVIDIA's order
+        self.c_dim = c_dim
+        self.init_kwargs['c_dim'] = c_dim
 
     def extra_repr(self):
         return f'z_dim={self.z_dim:d}, c_dim={self.c_dim:d}, w_dim={self.w_dim:d}, num_ws={self.num_ws}'

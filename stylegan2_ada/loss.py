@@ -1,15 +1,17 @@
 """StyleGAN2 loss: non-saturating logistic loss, lazy R1 and path-length regularisation.
 
-Phases as NVIDIA's: Gmain (adversarial G loss + extra G terms), Greg (path length), Dmain
-(adversarial D loss), Dreg (R1), and the fused 'Gboth'/'Dboth' when regularisation is not lazy.
-Every plugin contribution enters through `Extensions` (see extensions.py).
+Phases as NVIDIA's: Gmain (adversarial G loss), Greg (path length), Dmain (adversarial D loss),
+Dreg (R1), and the fused 'Gboth'/'Dboth' when regularisation is not lazy. The injection points
+enter where docs/hooks.md §5 places them: w transforms between style mixing and synthesis, the
+augmentation chain before the AugmentPipe, D heads after D, the adversarial loss form, and the
+G loss terms once per iteration after the accumulation rounds.
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .extensions import Extensions
+from .extensions import Extensions, Synth, owner_of
 from .ops import conv2d_gradfix
 
 
@@ -25,6 +27,29 @@ def per_image(values):
     return values.reshape(values.shape[0], -1).mean(dim=1)
 
 
+def render(G, z, c, transforms=(), it=None, style_mixing_prob=0.0, noise_mode='random',
+           features=None, skip_w_avg_update=False, ws_grad=False):
+    """mapping -> style mixing -> w transforms -> synthesis (reparam slots act inside).
+
+    ws_grad makes ws differentiable even when nothing before synthesis trains (the path-length
+    penalty differentiates the image with respect to the ws after the transforms).
+    """
+    ws = G.mapping(z, c, skip_w_avg_update=skip_w_avg_update)
+    if style_mixing_prob > 0:
+        cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
+        mix = torch.rand([], device=ws.device) < style_mixing_prob
+        cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
+        ws[:, cutoff:] = G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)[:, cutoff:]
+    for transform in transforms:
+        ws = transform(ws, it)
+    if ws_grad and not ws.requires_grad:
+        ws = ws.detach().requires_grad_(True)
+    if features:
+        img, feats = G.synthesis(ws, return_features=features, noise_mode=noise_mode)
+        return Synth(img, ws, feats)
+    return Synth(G.synthesis(ws, noise_mode=noise_mode), ws, {})
+
+
 class StyleGAN2Loss:
     def __init__(self, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9, pl_weight=2,
                  pl_batch_shrink=2, pl_decay=0.01, extensions=None, stats=None):
@@ -37,63 +62,46 @@ class StyleGAN2Loss:
         self.pl_batch_shrink = pl_batch_shrink
         self.pl_decay = pl_decay
         self.ext = extensions if extensions is not None else Extensions()
+        self.adv_form = self.ext.exclusive('adv_loss') or softplus_loss
+        self.transforms = [t.module for t in self.ext.w_transforms if 'train' in t.modes]
         self.stats = stats if stats is not None else _NullStats()
         self.pl_mean = torch.zeros([], device=next(G.parameters()).device)
         self.ada = None   # an AdaController fed with D's scores on reals, when ADA is on
 
     # -- network passes -------------------------------------------------------------------------
 
-    def run_G(self, z, c, it, ws_grad=False):
-        """Mapping (with style mixing) -> w transforms -> synthesis, returning a `gen` dict.
-
-        ws_grad makes ws differentiable even when everything before synthesis is frozen (the
-        path-length penalty differentiates the image with respect to ws).
-        """
-        ws = self.G.mapping(z, c)
-        if self.style_mixing_prob > 0 and it.mixing:
-            cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
-            mix = torch.rand([], device=ws.device) < self.style_mixing_prob
-            cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
-            ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)[:, cutoff:]
-        ws = self.ext.transform_ws(ws, it)
-        if ws_grad and not ws.requires_grad:
-            ws = ws.detach().requires_grad_(True)
-        features = {}
-        if self.ext.g_features:
-            img, features = self.G.synthesis(ws, return_features=self.ext.g_features)
-        else:
-            img = self.G.synthesis(ws)
-        return dict(z=z, c=c, ws=ws, img=img, features=features)
+    def run_G(self, z, c, it, mixing=True, ws_grad=False):
+        return render(self.G, z, c, self.transforms, it,
+                      self.style_mixing_prob if mixing else 0.0, ws_grad=ws_grad)
 
     def run_D(self, img, c, it):
-        """Augment -> D (features if asked) -> heads; returns (logits, d_features)."""
+        """augmentations -> AugmentPipe -> D (features the active heads read) -> heads."""
+        for augment in self.ext.augmentations:
+            img = augment(img, it)
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        img = self.ext.augment_images(img, it)
-        d_features = {}
-        if self.ext.d_features:
-            logits, d_features = self.D(img, c, return_features=self.ext.d_features)
+        heads = [head for head in self.ext.d_heads if head.active(it.branch)]
+        names = sorted({name for head in heads for name in head.features})
+        if names:
+            logits, feats = self.D(img, c, return_features=names)
         else:
-            logits = self.D(img, c)
-        logits = self.ext.heads(it, logits, d_features, img, c)
-        return logits, d_features
+            logits, feats = self.D(img, c), {}
+        out = logits
+        for head in heads:
+            if head.mode == 'replace':
+                out = head.module(logits, feats, c, it)
+        for head in heads:
+            if head.mode == 'add':
+                extra = head.module(logits, feats, c, it)
+                out = out + extra.reshape(extra.shape[0], *[1] * (out.ndim - 1))
+        return out
 
     def adv(self, kind, logits):
-        form = self.ext.adv_loss if self.ext.adv_loss is not None else softplus_loss
-        return per_image(form(kind, logits))
-
-    def extra_terms(self, network, it, gen):
-        total = 0
-        for term in self.ext.loss_terms:
-            if term.phase == network:
-                value = term.fn(it, gen)
-                self.stats.report(f'Loss/{term.name}', value)
-                total = total + value
-        return total
+        return per_image(self.adv_form(kind, logits))
 
     # -- phases ---------------------------------------------------------------------------------
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, it):
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, it, mixing=True):
         assert phase in ['Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth'], phase
         do_Gmain = phase in ['Gmain', 'Gboth']
         do_Dmain = phase in ['Dmain', 'Dboth']
@@ -101,18 +109,17 @@ class StyleGAN2Loss:
         do_Dr1 = phase in ['Dreg', 'Dboth'] and self.r1_gamma != 0
 
         if do_Gmain:
-            gen = self.run_G(gen_z, gen_c, it)
-            gen['logits'], gen['d_features'] = self.run_D(gen['img'], gen_c, it)
-            loss_G = self.adv('G_fake', gen['logits'])
-            self.stats.report('Loss/scores/fake', per_image(gen['logits']))
+            gen = self.run_G(gen_z, gen_c, it, mixing)
+            gen_logits = self.run_D(gen.img, gen_c, it)
+            loss_G = self.adv('G_fake', gen_logits)
+            self.stats.report('Loss/scores/fake', per_image(gen_logits))
             self.stats.report('Loss/G/loss', loss_G)
-            extra = self.extra_terms('G', it, gen)
-            (loss_G.mean() + extra).mul(gain).backward()
+            loss_G.mean().mul(gain).backward()
 
         if do_Gpl:
             batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
-            gen = self.run_G(gen_z[:batch_size], gen_c[:batch_size], it, ws_grad=True)
-            img, ws = gen['img'], gen['ws']
+            gen = self.run_G(gen_z[:batch_size], gen_c[:batch_size], it, mixing, ws_grad=True)
+            img, ws = gen.img, gen.ws
             pl_noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
             with conv2d_gradfix.no_weight_gradients():
                 pl_grads = torch.autograd.grad(outputs=[(img * pl_noise).sum()], inputs=[ws],
@@ -127,15 +134,16 @@ class StyleGAN2Loss:
 
         if do_Dmain:
             with torch.no_grad():
-                gen = self.run_G(gen_z, gen_c, it)
-            gen_logits, _ = self.run_D(gen['img'], gen_c, it)
+                gen = self.run_G(gen_z, gen_c, it, mixing)
+            gen_logits = self.run_D(gen.img, gen_c, it)
             loss_Dgen = self.adv('D_fake', gen_logits)
             self.stats.report('Loss/scores/fake', per_image(gen_logits))
             loss_Dgen.mean().mul(gain).backward()
 
         if do_Dmain or do_Dr1:
+            # R1 differentiates with respect to the reals before any augmentation (NVIDIA).
             real_img_tmp = real_img.detach().requires_grad_(do_Dr1)
-            real_logits, real_features = self.run_D(real_img_tmp, real_c, it)
+            real_logits = self.run_D(real_img_tmp, real_c, it)
             real_scores = per_image(real_logits)
             self.stats.report('Loss/scores/real', real_scores)
             self.stats.report('Loss/signs/real', real_scores.sign())
@@ -155,13 +163,25 @@ class StyleGAN2Loss:
                 self.stats.report('Loss/r1_penalty', r1_penalty)
                 self.stats.report('Loss/D/reg', r1_penalty * (self.r1_gamma / 2))
                 loss = loss + r1_penalty * (self.r1_gamma / 2)
-            extra = 0
-            if do_Dmain:
-                extra = self.extra_terms('D', it, dict(real_img=real_img, real_c=real_c,
-                                                       real_logits=real_logits,
-                                                       real_features=real_features,
-                                                       gen=gen, gen_logits=gen_logits))
-            (loss.mean() + extra).mul(gain).backward()
+            loss.mean().mul(gain).backward()
+
+    def accumulate_g_loss_terms(self, it):
+        """The plugins' G terms: once per iteration, after the adversarial rounds, gain 1.
+
+        Each callable returns already-weighted scalars ({} to skip this iteration); each is
+        reported as Loss/G/<owner>/<name> and their sum is backpropagated once.
+        """
+        total = None
+        for index, term in enumerate(self.ext.g_loss_terms):
+            owner = owner_of(term, 'g_loss_terms', index)
+            for name, value in term(it).items():
+                if not torch.is_tensor(value) or value.numel() != 1:
+                    raise ValueError(f'G loss term {owner}/{name} must be a scalar tensor, got '
+                                     f'{type(value).__name__} {getattr(value, "shape", "")}')
+                self.stats.report(f'Loss/G/{owner}/{name}', value)
+                total = value.reshape([]) if total is None else total + value.reshape([])
+        if total is not None and total.requires_grad:
+            total.backward()
 
 
 class _NullStats:

@@ -2,7 +2,8 @@
 
 One iteration = one G step and one D step over the whole global batch (all processes, all
 gradient-accumulation rounds); regularisation phases run every `G_reg_interval` /
-`D_reg_interval` iterations. The loop knows nothing of plugins: the host hands it an `Extensions`.
+`D_reg_interval` iterations. The loop knows nothing of plugins: the host hands it an `Extensions`,
+and building the loop checks and applies it (docs/hooks.md §5 steps 4-5) before any work.
 """
 
 import copy
@@ -17,12 +18,16 @@ import psutil
 import torch
 
 from .augment import AUGPIPE_SPECS, AdaController, AugmentPipe
-from .extensions import Extensions, Iteration
+from .errors import UserError
+from .extensions import (ConflictError, Extensions, Iteration, LatentBatch, SnapshotInfo,
+                         TickInfo, check_param_groups, owner_of, trainable_mask)
 from .image_grid import save_image_grid
-from .loss import StyleGAN2Loss
+from .loss import StyleGAN2Loss, render
+from .reparam import chain, resolve_layer, set_weight_reparam
 from .training_stats import TickStats
 
 SNAPSHOT_NAME = 'network-snapshot-{kimg:06d}.pkl'
+CORE_BETAS = (0.0, 0.99)
 
 
 @dataclasses.dataclass
@@ -45,9 +50,7 @@ class Distributed:
 class Phase:
     name: str
     network: str
-    module: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    params: list
     interval: int
 
 
@@ -88,42 +91,19 @@ def load_batch(dataset, indices, device):
     return images, labels
 
 
-def _requires_grad(params, flag):
-    for param in params:
-        param.requires_grad_(flag)
+def raw_indices(dataset, indices):
+    """Raw image indices of dataset items (--mirror doubles items, not images), as a LongTensor.
+
+    Datasets that double their items say so with `raw_index(i)`; otherwise items are images.
+    """
+    raw = getattr(dataset, 'raw_index', None)
+    return torch.as_tensor([raw(int(i)) if raw else int(i) for i in indices], dtype=torch.int64)
 
 
-def trainable_params(network_name, module, extensions):
-    """Apply the freezing policies; returns the parameters that train (frozen ones stay frozen)."""
-    trainable = []
-    for name, param in module.named_parameters():
-        if extensions.is_trainable(network_name, name, param):
-            trainable.append(param)
-        else:
-            param.requires_grad_(False)
-    return trainable
-
-
-def parameter_report(name, module, trainable):
-    """One line per top-level child: trainable / total parameter counts."""
-    trainable_ids = {id(p) for p in trainable}
-    lines = []
-    for child_name, child in module.named_children():
-        params = list(child.parameters())
-        total = sum(p.numel() for p in params)
-        train = sum(p.numel() for p in params if id(p) in trainable_ids)
-        lines.append(f'  {name}.{child_name:<12s} {train:>11,d} / {total:>11,d} trainable')
-    return lines
-
-
-def make_optimizer(params, groups, lr, betas, reg_interval):
-    """Adam with NVIDIA's lazy-regularisation correction of lr and betas."""
-    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1
-    param_groups = [dict(params=params, lr=lr * ratio)]
-    for group in groups:
-        param_groups.append(dict(params=group.params, lr=lr * ratio * group.lr_multiplier))
-    betas = tuple(beta ** ratio for beta in betas)
-    return torch.optim.Adam(param_groups, lr=lr * ratio, betas=betas, eps=1e-8)
+def iteration_rng(seed, index):
+    """it.rng: a CPU generator seeded from (run seed, iteration), identical on every process."""
+    state = np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)
 
 
 def ema_beta(opts, cur_nimg):
@@ -134,10 +114,10 @@ def ema_beta(opts, cur_nimg):
 
 
 @torch.no_grad()
-def update_ema(G_ema, G, beta):
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+def update_ema(ema, live, beta):
+    for p_ema, p in zip(ema.parameters(), live.parameters()):
         p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+    for b_ema, b in zip(ema.buffers(), live.buffers()):
         b_ema.copy_(b)
 
 
@@ -149,8 +129,31 @@ def make_augment_pipe(opts, device):
     return pipe
 
 
+def make_optimizer(core_params, groups, lr, reg_interval):
+    """One Adam per side: the core group, then one group per plugin group.
+
+    Lazy regularisation scales lr by r/(r+1) and betas by ** r/(r+1) (NVIDIA), for plugin groups
+    too unless they opt out. Returns None when the side has nothing to train.
+    """
+    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1
+
+    def settings(params, lr, betas, lazy):
+        r = ratio if lazy else 1
+        return dict(params=params, lr=lr * r, betas=tuple(beta ** r for beta in betas))
+    param_groups = [settings(core_params, lr, CORE_BETAS, True)] if core_params else []
+    for group in groups:
+        group_lr = (group.lr if group.lr is not None else lr) * group.lr_multiplier
+        param_groups.append(settings(list(group.module.parameters()), group_lr,
+                                     group.betas or CORE_BETAS, group.lazy_reg))
+    return torch.optim.Adam(param_groups, eps=1e-8) if param_groups else None
+
+
 class TrainingLoop:
-    """Holds everything a run needs; `run()` trains until --kimg / --iters is reached."""
+    """Holds everything a run needs; `run()` trains until --kimg / --iters is reached.
+
+    Construction checks the extensions for conflicts, then applies them: conditioning, trainable
+    mask, parameter groups and optimisers, G_ema with the EMA twins of plugin modules, reparams.
+    """
 
     def __init__(self, run_dir, G, D, dataset, opts, G_ema=None, extensions=None, device='cpu',
                  dist=None, save_snapshot=None, log=print):
@@ -158,113 +161,275 @@ class TrainingLoop:
         self.opts = opts
         self.device = torch.device(device)
         self.dist = dist or Distributed()
-        self.ext = extensions or Extensions()
+        self.ext = ext = extensions or Extensions()
         self.dataset = dataset
         self.save_snapshot = save_snapshot
         self.log = log if self.dist.rank == 0 else (lambda *args, **kwargs: None)
 
         self.G = G.train().requires_grad_(False).to(self.device)
         self.D = D.train().requires_grad_(False).to(self.device)
-        self.G_ema = (G_ema if G_ema is not None else copy.deepcopy(G)).eval().requires_grad_(False)
-        self.G_ema.to(self.device)
+        networks = dict(G=self.G, D=self.D)
+        self.conditioning = ext.exclusive('conditioning')
+        self.latent_sampler = ext.exclusive('latent_sampler')
+        self.select_branch = ext.exclusive('select_branch')
+        self.augment_p = ext.exclusive('augment_p')
+        self._check(networks)
+
+        if self.conditioning is not None and self.G.c_dim == 0:
+            self.G.add_conditioning(self.conditioning.c_dim)
+        self.trainable = trainable_mask(networks, ext.freeze_policy)
+        check_param_groups(ext.param_groups, networks)
+        self._hold_plugin_modules()
+
+        self.G_ema = (G_ema if G_ema is not None else copy.deepcopy(self.G))
+        self.G_ema.eval().requires_grad_(False).to(self.device)
+        if self.conditioning is not None and self.G_ema.c_dim == 0:
+            self.G_ema.add_conditioning(self.conditioning.c_dim)
+        self._make_twins()
+        self._install_reparams(networks)
 
         self.augment_pipe = make_augment_pipe(opts, self.device)
         self.ada = None
-        if self.augment_pipe is not None and opts['aug'] == 'ada' and self.ext.augment_p is None:
+        if self.augment_pipe is not None and opts['aug'] == 'ada' and self.augment_p is None:
             self.ada = AdaController(self.augment_pipe, target=opts['ada_target'],
                                      interval=opts.get('ada_interval', 4), kimg=opts['ada_kimg'])
 
         self.stats = TickStats(self.device)
         self.loss = StyleGAN2Loss(self.G, self.D, augment_pipe=self.augment_pipe,
                                   r1_gamma=opts['gamma'], style_mixing_prob=opts['style_mixing'],
-                                  pl_weight=opts['pl_weight'], extensions=self.ext,
-                                  stats=self.stats)
+                                  pl_weight=opts['pl_weight'], extensions=ext, stats=self.stats)
         self.loss.ada = self.ada
         self.phases = self._make_phases()
+        for row in self.parameter_counts():
+            self.log(f"  {row['module']:<24s} {row['trainable']:>11,d} trainable "
+                     f"{row['frozen']:>11,d} frozen")
 
         self.sampler = DataSampler(len(dataset), seed=opts['seed'])
-        self.z_generator = torch.Generator(device=self.device).manual_seed(opts['seed'])
         self.cur_nimg = 0
         self.iteration = 0
         self.tick = 0
 
     # -- setup ----------------------------------------------------------------------------------
 
+    def _check(self, networks):
+        """Every conflict and misfit that needs no work, before anything is changed."""
+        self.ext.check()
+        if self.conditioning is not None:
+            owner = owner_of(self.conditioning, 'conditioning', 0)
+            if self.D.c_dim != 0:
+                raise ConflictError(f'{owner!r} conditions the run, but D is conditioned on the '
+                                    f'dataset labels; train without --cond')
+            if self.G.c_dim not in (0, self.conditioning.c_dim):
+                raise UserError(f'{owner!r} conditions G on {self.conditioning.c_dim} values, but '
+                                f'G is conditioned on {self.G.c_dim}; start from an '
+                                f'unconditional source')
+        if self.augment_p is not None and self.opts['aug'] != 'ada':
+            raise UserError(f"{owner_of(self.augment_p, 'augment_p', 0)!r} sets the augmentation "
+                            f"probability, which needs --aug ada (got --aug {self.opts['aug']})")
+        for index, head in enumerate(self.ext.d_heads):
+            unknown = sorted(set(head.features) - set(self.D.feature_names))
+            if unknown:
+                raise UserError(f"D head {head.name!r} ({owner_of(head, 'd_heads', index)}) reads "
+                                f'{unknown}, which this D does not have ({self.D.feature_names})')
+        for mapping in self.ext.weight_reparam:
+            for path in mapping:
+                resolve_layer(networks, path)
+
+    def _hold_plugin_modules(self):
+        """Name and place every plugin module; only parameter groups ever train.
+
+        The names key the modules' state in loop_state(); a module inside one already named is
+        saved with it.
+        """
+        items = [(f"param_groups/{owner_of(g, 'param_groups', i)}/{g.name}", g.module)
+                 for i, g in enumerate(self.ext.param_groups)]
+        items += [(f"d_heads/{owner_of(h, 'd_heads', i)}/{h.name}", h.module)
+                  for i, h in enumerate(self.ext.d_heads)]
+        items += [(f"w_transforms/{owner_of(t, 'w_transforms', i)}/{t.name}", t.module)
+                  for i, t in enumerate(self.ext.w_transforms)]
+        items += [(f'weight_reparam/{i}/{path}', f)
+                  for i, mapping in enumerate(self.ext.weight_reparam)
+                  for path, f in mapping.items()]
+        self.plugin_modules = {}
+        covered = set()
+        for key, module in items:
+            if isinstance(module, torch.nn.Module) and id(module) not in covered:
+                module.to(self.device).requires_grad_(False)
+                self.plugin_modules[key] = module
+                covered.update(id(sub) for sub in module.modules())
+        self.groups = {net: [g for g in self.ext.param_groups if g.network == net]
+                       for net in ('G', 'D')}
+
+    def _make_twins(self):
+        """EMA twins of G-side groups with ema=True; G_ema renders use twins (or live modules)."""
+        self.twins = {}          # id(live module or submodule) -> its twin
+        self.ema_pairs = []      # (key, live, twin) lerped with G_ema's beta
+        keys = {id(module): key for key, module in self.plugin_modules.items()}
+        for group in self.groups['G']:
+            if group.ema:
+                twin = copy.deepcopy(group.module).requires_grad_(False)
+                self.ema_pairs.append((keys[id(group.module)], group.module, twin))
+                for name, sub in group.module.named_modules():
+                    self.twins[id(sub)] = twin.get_submodule(name)
+        ema_params = {id(p) for _, live, _ in self.ema_pairs for p in live.parameters()}
+        g_side = [t.module for t in self.ext.w_transforms]
+        g_side += [f for mapping in self.ext.weight_reparam for path, f in mapping.items()
+                   if path.startswith('G.')]
+        for module in g_side:
+            if isinstance(module, torch.nn.Module) and id(module) not in self.twins and \
+                    any(id(p) in ema_params for p in module.parameters()):
+                raise UserError(f'{type(module).__name__} holds parameters of an EMA parameter '
+                                f'group without being that group\'s module or inside it; list '
+                                f'the module itself in param_groups')
+
+    def twin(self, module):
+        """What G_ema uses in place of a live plugin module: its EMA twin, or the module."""
+        return self.twins.get(id(module), module)
+
+    def _install_reparams(self, networks):
+        """Reparams of one layer compose in plugin order; G_ema's layer gets the twins."""
+        by_path = {}
+        for mapping in self.ext.weight_reparam:
+            for path, f in mapping.items():
+                by_path.setdefault(path, []).append(f)
+        for path, fns in by_path.items():
+            net, layer = resolve_layer(networks, path)
+            set_weight_reparam(layer, chain(fns))
+            if net == 'G':
+                _, ema_layer = resolve_layer(dict(G=self.G_ema), path)
+                set_weight_reparam(ema_layer, chain(self.twin(f) for f in fns))
+
     def _make_phases(self):
         opts = self.opts
         phases = []
-        betas = (0.0, 0.99)
-        for name, module, reg_interval in [('G', self.G, opts.get('G_reg_interval', 4)),
-                                           ('D', self.D, opts.get('D_reg_interval', 16))]:
-            params = trainable_params(name, module, self.ext)
-            groups = [g for g in self.ext.param_groups if g.network == name]
-            for line in parameter_report(name, module, params):
-                self.log(line)
-            for group in groups:
-                count = sum(p.numel() for p in group.params)
-                self.log(f'  {name} + {group.name:<12s} {count:>11,d} trainable (added)')
-            all_params = params + [p for g in groups for p in g.params]
-            optimizer = make_optimizer(params, groups, opts['lr'], betas, reg_interval)
+        for net, reg_interval in [('G', opts.get('G_reg_interval', 4)),
+                                  ('D', opts.get('D_reg_interval', 16))]:
+            optimizer = make_optimizer(self.trainable[net], self.groups[net], opts['lr'],
+                                       reg_interval)
+            if optimizer is None:
+                continue   # nothing on this side trains: skip its phases
             if reg_interval:
-                phases.append(Phase(f'{name}main', name, module, optimizer, all_params, 1))
-                phases.append(Phase(f'{name}reg', name, module, optimizer, all_params,
-                                    reg_interval))
+                phases.append(Phase(f'{net}main', net, optimizer, 1))
+                phases.append(Phase(f'{net}reg', net, optimizer, reg_interval))
             else:
-                phases.append(Phase(f'{name}both', name, module, optimizer, all_params, 1))
+                phases.append(Phase(f'{net}both', net, optimizer, 1))
         return phases
+
+    def parameter_counts(self):
+        """Trainable and frozen parameter counts per module (G.mapping, G.synthesis.b{r}, D.b{r},
+        <owner>.<group>); plugin groups count as trainable even before their start."""
+        trainable = {id(p) for params in self.trainable.values() for p in params}
+        modules = [(f'G.{name}', child) for name, child in self.G.named_children()
+                   if name != 'synthesis']
+        modules += [(f'G.synthesis.{name}', child)
+                    for name, child in self.G.synthesis.named_children()]
+        modules += [(f'D.{name}', child) for name, child in self.D.named_children()]
+        rows = []
+        for name, module in modules:
+            params = list(module.parameters())
+            train = sum(p.numel() for p in params if id(p) in trainable)
+            rows.append(dict(module=name, trainable=train,
+                             frozen=sum(p.numel() for p in params) - train))
+        for index, group in enumerate(self.ext.param_groups):
+            count = sum(p.numel() for p in group.module.parameters())
+            rows.append(dict(module=f"{owner_of(group, 'param_groups', index)}.{group.name}",
+                             trainable=count, frozen=0))
+        return rows
 
     # -- one iteration --------------------------------------------------------------------------
 
-    def _global_latents(self, it, phase):
-        """z for the whole global batch from the run's z generator, then this process's slice."""
-        opts, dist = self.opts, self.dist
-        batch = opts['batch']
-        z = self.ext.z(it, batch, phase, self.G.z_dim, self.device, generator=self.z_generator)
-        label_idx = torch.randint(len(self.dataset), [batch], generator=self.z_generator,
-                                  device=self.device).tolist()
-        c = torch.from_numpy(np.stack([self.dataset.get_label(i) for i in label_idx])
-                             .astype(np.float32)).to(self.device)
-        per_rank = batch // dist.world_size
-        start = dist.rank * per_rank
-        return z[start:start + per_rank], c[start:start + per_rank]
+    def _active_params(self, net):
+        """The side's trainable mask plus the plugin groups that have started."""
+        params = list(self.trainable[net])
+        for group in self.groups[net]:
+            if self.iteration >= group.start_iteration:
+                params += list(group.module.parameters())
+        return params
+
+    def _rank_slice(self, tensor):
+        per_rank = tensor.shape[0] // self.dist.world_size
+        return tensor[self.dist.rank * per_rank:(self.dist.rank + 1) * per_rank]
+
+    def gen_c(self, n, it):
+        """The fakes' c: the conditioning's gen_c, else NVIDIA's labels of uniform dataset items."""
+        cond = self.conditioning
+        if cond is not None and cond.gen_c is not None:
+            c = cond.gen_c(n, it)
+        else:
+            items = torch.randint(len(self.dataset), [n], generator=it.rng).tolist()
+            c = self._item_c(items)
+        return c.to(self.device, torch.float32)
+
+    def _item_c(self, items):
+        if self.conditioning is not None:
+            return self.conditioning.real_c(raw_indices(self.dataset, items))
+        return torch.from_numpy(np.stack([self.dataset.get_label(i) for i in items])
+                                .astype(np.float32))
+
+    def _latents(self, it):
+        """The phase's global z and c (latent_sampler or the core's), then this rank's slice."""
+        batch = self.opts['batch']
+        latents = self.latent_sampler(it, batch) if self.latent_sampler is not None else None
+        if latents is None:
+            latents = LatentBatch(torch.randn([batch, self.G.z_dim], generator=it.rng))
+        if tuple(latents.z.shape) != (batch, self.G.z_dim):
+            raise ValueError(f'latent_sampler returned z of shape {list(latents.z.shape)}, '
+                             f'expected {[batch, self.G.z_dim]}')
+        c = latents.c if latents.c is not None else self.gen_c(batch, it)
+        z = self._rank_slice(latents.z.to(self.device))
+        return z, self._rank_slice(c.to(self.device, torch.float32)), latents.mixing
 
     def step(self):
         opts, dist = self.opts, self.dist
         it = Iteration(index=self.iteration, cur_nimg=self.cur_nimg, batch_size=opts['batch'],
-                       device=self.device)
-        self.ext.begin(it)
+                       device=self.device, rng=iteration_rng(opts['seed'], self.iteration),
+                       batch_gpu=opts['batch_gpu'], rank=dist.rank, world_size=dist.world_size,
+                       report=self.stats.report)
+        if self.select_branch is not None:
+            it.branch = self.select_branch(it)
+        if self.augment_p is not None:   # _check made sure the pipe exists (--aug ada)
+            self.augment_pipe.p.copy_(torch.as_tensor(float(self.augment_p(it))))
+        it.augment_p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
 
-        indices = self.sampler.next_batch(opts['batch'])
         per_rank = opts['batch'] // dist.world_size
-        indices = indices[dist.rank * per_rank:(dist.rank + 1) * per_rank]
+        indices = self.sampler.next_batch(opts['batch'])[dist.rank * per_rank:
+                                                         (dist.rank + 1) * per_rank]
         real_img, real_c = load_batch(self.dataset, indices, self.device)
+        if self.conditioning is not None:
+            real_c = self._item_c(indices).to(self.device, torch.float32)
         rounds = max(per_rank // opts['batch_gpu'], 1)
 
         for phase in self.phases:
             if self.iteration % phase.interval != 0:
                 continue
-            gen_z, gen_c = self._global_latents(it, phase.name)
+            params = self._active_params(phase.network)
+            if not params:
+                continue   # only plugin groups that have not started yet
+            it.phase = phase.name
+            gen_z, gen_c, mixing = self._latents(it)
             phase.optimizer.zero_grad(set_to_none=True)
-            _requires_grad(phase.params, True)
+            _requires_grad(params, True)
             for r_img, r_c, g_z, g_c in zip(real_img.chunk(rounds), real_c.chunk(rounds),
                                             gen_z.chunk(rounds), gen_c.chunk(rounds)):
                 # Averaging over rounds makes accumulation equal to one pass over the batch.
                 self.loss.accumulate_gradients(phase.name, r_img, r_c, g_z, g_c,
-                                               gain=phase.interval / rounds, it=it)
-            _requires_grad(phase.params, False)
-            self._optimizer_step(phase)
+                                               gain=phase.interval / rounds, it=it, mixing=mixing)
+            if phase.name in ('Gmain', 'Gboth'):
+                self.loss.accumulate_g_loss_terms(it)
+            _requires_grad(params, False)
+            self._optimizer_step(phase.optimizer, params)
 
-        update_ema(self.G_ema, self.G, ema_beta(opts, self.cur_nimg))
+        beta = ema_beta(opts, self.cur_nimg)
+        update_ema(self.G_ema, self.G, beta)
+        for _, live, twin in self.ema_pairs:
+            update_ema(twin, live, beta)
         self.cur_nimg += opts['batch']
         self.iteration += 1
-
-        if self.ext.augment_p is not None and self.augment_pipe is not None:
-            self.augment_pipe.p.copy_(torch.as_tensor(float(self.ext.augment_p(it))))
-        elif self.ada is not None:
+        if self.ada is not None:
             self.ada.step(opts['batch'], all_reduce=dist.all_reduce_sum)
 
-    def _optimizer_step(self, phase):
-        params = [p for p in phase.params if p.grad is not None]
+    def _optimizer_step(self, optimizer, params):
+        params = [p for p in params if p.grad is not None]
         if self.dist.world_size > 1 and params:
             flat = torch.cat([p.grad.flatten() for p in params])
             self.dist.all_reduce_mean(flat)
@@ -272,45 +437,68 @@ class TrainingLoop:
                 param.grad.copy_(grad.reshape(param.shape))
         for param in params:
             torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
-        phase.optimizer.step()
+        optimizer.step()
 
-    # -- the run --------------------------------------------------------------------------------
+    # -- rendering ------------------------------------------------------------------------------
 
-    def done(self):
-        opts = self.opts
-        if opts.get('iters') is not None and self.iteration >= opts['iters']:
-            return True
-        return opts.get('kimg') is not None and self.cur_nimg >= opts['kimg'] * 1000
+    def w_transforms(self, mode, source=False, ema=False):
+        """The transform chain of a pipeline: `mode` 'train' or 'generate'; the source pipeline
+        keeps only 'both' transforms; ema=True uses the twins."""
+        return [self.twin(t.module) if ema else t.module for t in self.ext.w_transforms
+                if mode in t.modes and (not source or t.target == 'both')]
+
+    def synthesize(self, net, z, c=None, *, it=None, mixing=False, noise_mode='random',
+                   features=None, mode='train'):
+        """Render with this run's transforms and reparams: the engine side of run.synthesize.
+
+        net 'G' is the live G (with grad); 'G_ema' uses the twins (no grad); a network object is
+        the frozen source (no grad, 'both' transforms; twins in 'generate' mode). c None means the
+        training c (gen_c, drawn from it.rng). Only the loop's main batch moves w_avg.
+        """
+        source = not isinstance(net, str)
+        G = net if source else dict(G=self.G, G_ema=self.G_ema)[net]
+        if c is None and G.c_dim > 0:
+            if it is None:
+                raise ValueError('synthesize needs `it` (or an explicit c) to draw the c')
+            c = self.gen_c(len(z), it)
+        c = torch.zeros([len(z), 0]) if G.c_dim == 0 else c   # an unconditional net ignores c
+        c = c.to(self.device, torch.float32)
+        transforms = self.w_transforms(mode, source=source,
+                                       ema=net == 'G_ema' or (source and mode == 'generate'))
+        with torch.set_grad_enabled(net == 'G' and torch.is_grad_enabled()):
+            return render(G, z.to(self.device), c, transforms, it,
+                          self.opts['style_mixing'] if mixing else 0.0, noise_mode=noise_mode,
+                          features=features, skip_w_avg_update=True)
 
     def grid_latents(self, count=None):
         count = count or self.opts.get('grid_size', 16)
         generator = torch.Generator().manual_seed(self.opts['seed'] + 123)
         z = torch.randn([count, self.G.z_dim], generator=generator).to(self.device)
-        idx = torch.randint(len(self.dataset), [count], generator=generator).tolist()
-        c = torch.from_numpy(np.stack([self.dataset.get_label(i) for i in idx])
-                             .astype(np.float32)).to(self.device)
-        return z, c
+        items = torch.randint(len(self.dataset), [count], generator=generator).tolist()
+        return z, self._item_c(items).to(self.device, torch.float32)
 
     @torch.no_grad()
     def save_fakes(self, name):
         z, c = self.grid_latents()
-        it = Iteration(index=self.iteration, cur_nimg=self.cur_nimg, batch_size=len(z),
-                       device=self.device, mixing=False)
-        ws = self.ext.transform_ws(self.G_ema.mapping(z, c), it)
-        images = self.G_ema.synthesis(ws, noise_mode='const')
+        images = self.synthesize('G_ema', z, c, noise_mode='const', mode='generate').img
         save_image_grid(images, os.path.join(self.run_dir, name))
 
+    # -- state ----------------------------------------------------------------------------------
+
     def loop_state(self):
-        """Everything exact resume needs, as tensors and plain values."""
+        """Everything exact resume needs, as tensors and plain values: counters, optimisers
+        (plugin groups included), plugin modules and their EMA twins, ADA, pl_mean, RNG."""
         state = dict(cur_nimg=self.cur_nimg, iteration=self.iteration, tick=self.tick,
                      sampler_position=self.sampler.position,
                      pl_mean=self.loss.pl_mean.detach().cpu(),
-                     optimizers={p.name: p.optimizer.state_dict() for p in self.phases
-                                 if p.name.endswith(('main', 'both'))},
+                     optimizers={p.network: p.optimizer.state_dict() for p in self.phases},
+                     modules={key: dict(module.state_dict())
+                              for key, module in self.plugin_modules.items()},
+                     twins={key: dict(twin.state_dict()) for key, _, twin in self.ema_pairs},
                      ada=self.ada.state_dict() if self.ada is not None else None,
                      augment_p=(self.augment_pipe.p.detach().cpu()
                                 if self.augment_pipe is not None else None),
-                     rng=dict(torch=torch.get_rng_state(), z=self.z_generator.get_state()))
+                     rng=dict(torch=torch.get_rng_state()))
         if torch.cuda.is_available():
             state['rng']['cuda'] = torch.cuda.get_rng_state_all()
         return state
@@ -321,33 +509,71 @@ class TrainingLoop:
         self.tick = int(state['tick'])
         self.sampler.position = int(state['sampler_position'])
         self.loss.pl_mean.copy_(torch.as_tensor(state['pl_mean']))
+        same_run = 'resume with the plugins and options the run started with'
+        saved = dict(modules=state.get('modules', {}), twins=state.get('twins', {}))
+        wanted = dict(modules=list(self.plugin_modules.items()),
+                      twins=[(key, twin) for key, _, twin in self.ema_pairs])
+        for kind, modules in wanted.items():
+            for key, module in modules:
+                if key not in saved[kind]:
+                    raise UserError(f'the saved loop state has no {kind[:-1]} state for {key}; '
+                                    f'{same_run}')
+                module.load_state_dict(saved[kind][key])
         for phase in self.phases:
-            if phase.name in state['optimizers']:
-                phase.optimizer.load_state_dict(state['optimizers'][phase.name])
+            try:
+                phase.optimizer.load_state_dict(state['optimizers'][phase.network])
+            except (KeyError, ValueError):
+                raise UserError(f'the saved optimiser state of {phase.network} does not fit this '
+                                f"run's trainable parameters; {same_run}") from None
         if state.get('ada') is not None and self.ada is not None:
             self.ada.load_state_dict(state['ada'])
         if state.get('augment_p') is not None and self.augment_pipe is not None:
             self.augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
         torch.set_rng_state(state['rng']['torch'])
-        self.z_generator.set_state(state['rng']['z'])
         if 'cuda' in state['rng'] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['rng']['cuda'])
 
     def snapshot(self):
-        """Write network-snapshot-<kimg>.pkl atomically (through the host's save function)."""
+        """Write network-snapshot-<kimg>.pkl (through the host's atomic save), then on_snapshot."""
         if self.save_snapshot is None or self.dist.rank != 0:
             return None
         path = os.path.join(self.run_dir, SNAPSHOT_NAME.format(kimg=self.cur_nimg // 1000))
         self.save_snapshot(path, self)
+        info = SnapshotInfo(path=path, kimg=self.cur_nimg / 1000, iteration=self.iteration)
+        for fn in self.ext.on_snapshot:
+            fn(info)
         return path
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def done(self):
+        opts = self.opts
+        if opts.get('iters') is not None and self.iteration >= opts['iters']:
+            return True
+        return opts.get('kimg') is not None and self.cur_nimg >= opts['kimg'] * 1000
+
+    def _tick_callbacks(self, losses):
+        """on_tick on every rank; what each returns is logged as <owner>/<key>."""
+        info = TickInfo(tick=self.tick, iteration=self.iteration, cur_nimg=self.cur_nimg,
+                        kimg=self.cur_nimg / 1000, stats=losses, run_dir=self.run_dir)
+        logged = {}
+        for index, fn in enumerate(self.ext.on_tick):
+            owner = owner_of(fn, 'on_tick', index)
+            for key, value in (fn(info) or {}).items():
+                logged[f'{owner}/{key}'] = float(value)
+        return logged
 
     def run(self, progress=None):
         opts = self.opts
         write = self.dist.rank == 0
-        if write and self.iteration == 0:
-            reals = load_batch(self.dataset, range(min(len(self.dataset), 16)), 'cpu')[0]
-            save_image_grid(reals, os.path.join(self.run_dir, 'reals.png'))
-            self.save_fakes('fakes_init.png')
+        if self.iteration == 0:
+            # setup() may have changed plugin modules since their twins were copied.
+            for _, live, twin in self.ema_pairs:
+                twin.load_state_dict(live.state_dict())
+            if write:
+                reals = load_batch(self.dataset, range(min(len(self.dataset), 16)), 'cpu')[0]
+                save_image_grid(reals, os.path.join(self.run_dir, 'reals.png'))
+                self.save_fakes('fakes_init.png')
 
         tick_kimg = opts.get('tick', 4)
         start_time = time.time()
@@ -362,7 +588,7 @@ class TrainingLoop:
             if not self.done() and self.cur_nimg < tick_start_nimg + tick_kimg * 1000:
                 continue
 
-            # Tick: log, stats, images, snapshot.
+            # Tick: log, stats, callbacks, images, snapshot.
             tick_end_time = time.time()
             maintenance_start = tick_end_time
             self.tick += 1
@@ -380,8 +606,7 @@ class TrainingLoop:
                          augment=(float(self.augment_pipe.p) if self.augment_pipe is not None
                                   else 0.0),
                          losses=losses)
-            for fn in self.ext.on_tick:
-                fn(entry)
+            entry.update(self._tick_callbacks(losses))
             if write:
                 progress.clear()
                 self.log(format_tick(entry))
@@ -396,6 +621,11 @@ class TrainingLoop:
             tick_start_time = time.time()
             maintenance = tick_start_time - maintenance_start
         progress.clear()
+
+
+def _requires_grad(params, flag):
+    for param in params:
+        param.requires_grad_(flag)
 
 
 def format_tick(entry):
