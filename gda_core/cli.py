@@ -7,10 +7,16 @@ import click
 
 from stylegan2_ada.errors import UserError
 
+from .plugins import default_manager
+
 # Sub-commands live in their own modules: 'module:attribute' of a click command.
 COMMANDS = [
     'gda_core.cmd_train:train',
+    'gda_core.cmd_generate:generate', 'gda_core.cmd_export:export',
+    'gda_core.cmd_plugins:plugins',
     'gda_core.cmd_info:info', 'gda_core.cmd_dataset:dataset',
+    'gda_core.cmd_metrics:metrics',
+    'gda_core.cmd_report:report',
 ]
 
 
@@ -34,3 +40,6 @@ def main():
 for _spec in COMMANDS:
     _module, _attr = _spec.split(':')
     main.add_command(getattr(importlib.import_module(_module), _attr))
+
+# Plugins' own sub-commands (register_commands hook); a clash or a failure is a warning only.
+default_manager().register_commands(main, warn=lambda message: click.echo(f'Warning: {message}', err=True))

@@ -1,19 +1,117 @@
-"""`gda train`: adapt a pre-trained StyleGAN2 to a few images, or train one from scratch."""
+"""`gda train`: adapt a pre-trained StyleGAN2 to a few images, or train one from scratch.
 
+Plugin options appear as `--<plugin>-<name>` under a heading per plugin in `gda train --help`; they
+are built from the installed plugins when the command is used, and only the active plugins' (those
+given with --plugin) may be set.
+"""
+
+import copy
 import json
 
 import click
+from click.core import ParameterSource
 
 from . import training
+from .composition import option_flag, option_key
+from .plugins import default_manager
+
+PLUGIN_PARAM = 'plugin__{plugin}__{option}'   # click parameter name of a plugin option
 
 
-@click.command()
+class TrainCommand(click.Command):
+    """`gda train` with the installed plugins' options added and listed per plugin in --help."""
+
+    manager = None   # None: the process's default plugin manager
+
+    def plugin_manager(self):
+        return self.manager if self.manager is not None else default_manager()
+
+    def plugin_params(self):
+        """{plugin name: [click.Option]} for every usable plugin; a plugin whose flags clash with
+        core flags is taken out of service (reported by `gda plugins` and --plugin)."""
+        manager = self.plugin_manager()
+        cache = getattr(self, '_plugin_params', None)
+        if cache is not None and cache[0] is manager and cache[1] == sorted(manager.plugins):
+            return cache[2]
+        taken = {decl for param in self.params for decl in getattr(param, 'opts', [])
+                 + getattr(param, 'secondary_opts', [])}
+        result = {}
+        for name in sorted(manager.plugins):
+            params = [click_option(name, option) for option in manager.plugins[name].options]
+            flags = {decl for param in params for decl in param.opts + param.secondary_opts}
+            clash = sorted(flags & taken)
+            if clash:
+                manager.mark_broken(name, f'its option flag(s) {", ".join(clash)} clash with '
+                                          f'other gda train options')
+                continue
+            taken |= flags
+            result[name] = params
+        self._plugin_params = (manager, sorted(manager.plugins), result)
+        return result
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        extra = [param for params_ in self.plugin_params().values() for param in params_]
+        return params[:-1] + extra + params[-1:]   # keep --help last
+
+    def format_options(self, ctx, formatter):
+        plugin_params = self.plugin_params()
+        plugin_names = {param.name for params in plugin_params.values() for param in params}
+        core = [param.get_help_record(ctx) for param in self.get_params(ctx)
+                if param.name not in plugin_names]
+        with formatter.section('Options'):
+            formatter.write_dl([record for record in core if record])
+        manager = self.plugin_manager()
+        for name, params in plugin_params.items():
+            if params:
+                with formatter.section(f'Options of plugin {name} '
+                                       f'({manager.plugins[name].origin}, needs --plugin {name})'):
+                    formatter.write_dl([param.get_help_record(ctx) for param in params])
+
+
+def click_option(plugin_name, option):
+    """The click.Option of a plugin Option: default None, so that 'not given' is visible."""
+    flag = option_flag(plugin_name, option.name)
+    name = PLUGIN_PARAM.format(plugin=plugin_name, option=option_key(option.name))
+    help_text = option.help + (f'  [default: {option.default}]' if option.default is not None
+                               else '')
+    if option.type is bool:
+        no_flag = f'--no-{flag[2:]}'
+        param = click.Option([f'{flag}/{no_flag}', name], default=None, help=help_text)
+    else:
+        kind = {int: click.INT, float: click.FLOAT, str: click.STRING}[option.type]
+        if option.choices is not None:
+            kind = click.Choice(list(option.choices))
+        param = click.Option([flag, name], type=kind, default=None, help=help_text,
+                             metavar=None if option.choices else option.type.__name__.upper())
+    param.gda_plugin_option = (plugin_name, option_key(option.name))
+    return param
+
+
+def plugin_values(ctx, kw):
+    """Split the plugin options out of the command's keyword arguments: {plugin: {option: value}}
+    holding only what was given on the command line (defaults are the host's business)."""
+    given = {}
+    for param in ctx.command.get_params(ctx):
+        owner = getattr(param, 'gda_plugin_option', None)
+        if owner is None:
+            continue
+        value = kw.pop(param.name)
+        if ctx.get_parameter_source(param.name) in (ParameterSource.COMMANDLINE,
+                                                    ParameterSource.ENVIRONMENT):
+            given.setdefault(owner[0], {})[owner[1]] = value
+    return given
+
+
+@click.command(cls=TrainCommand)
 # Required data and source.
 @click.option('--outdir',     help='Where to make the run directory', metavar='DIR', default='runs', show_default=True)
 @click.option('--data',       help='Training images (zip or folder)', metavar='PATH')
 @click.option('--source',     help='Network to adapt: path, URL, preset, or none (from scratch)', metavar='SRC')
 @click.option('--cfg',        help='Preset [default: fewshot with a source, auto without]', type=click.Choice(training.CFG_NAMES))
 @click.option('--desc',       help='Run directory name suffix', metavar='STR')
+# Method plugins, composed in command-line order.
+@click.option('--plugin',     help='Method plugin to use (repeatable; order matters; see gda plugins)', metavar='NAME', multiple=True)
 # Duration.
 @click.option('--kimg',       help='Stop after this many thousand images (fractions allowed)', type=click.FloatRange(min=0, min_open=True))
 @click.option('--iters',      help='Stop after this many iterations', type=click.IntRange(min=1))
@@ -29,10 +127,10 @@ from . import training
 @click.option('--cond',       help='Train on the dataset labels (conditional)', is_flag=True)
 @click.option('--seed',       help='Random seed', type=int, default=0, show_default=True)
 # Augmentation.
-@click.option('--aug',        help='Augmentation mode', type=click.Choice(['ada', 'noaug', 'fixed']), default='ada', show_default=True)
+@click.option('--aug',        help='Augmentation mode [default: ada]', type=click.Choice(['ada', 'noaug', 'fixed']))
 @click.option('--p',          help='Augmentation probability (initial for ada, constant for fixed)', type=click.FloatRange(0, 1))
 @click.option('--target',     help='ADA target for E[sign(D(real))]', type=click.FloatRange(0, 1))
-@click.option('--augpipe',    help='Augmentations used', type=click.Choice(training.AUGPIPES), default='bgc', show_default=True)
+@click.option('--augpipe',    help='Augmentations used [default: bgc]', type=click.Choice(training.AUGPIPES))
 # Architecture when training from scratch.
 @click.option('--cbase',      help='Channel base (--source none)', type=click.IntRange(min=1))
 @click.option('--cmax',       help='Maximum channels (--source none)', type=click.IntRange(min=1))
@@ -41,14 +139,17 @@ from . import training
 # Execution.
 @click.option('--device',     help='Torch device [default: cuda if available]', metavar='DEV')
 @click.option('--dry-run',    help='Print the resolved configuration and exit', is_flag=True)
-def train(**kw):
+@click.pass_context
+def train(ctx, **kw):
     """Fine-tune a network on new images (or train from scratch with --source none).
 
     \b
     Examples:
       gda train --data target.zip --source ffhq256
+      gda train --data target.zip --source ffhq256 --plugin freezed --freezed-layers 4
       gda train --data faces.zip --source none --cfg auto --kimg 1000
     """
+    plugin_options = plugin_values(ctx, kw)
     if kw['data'] is None:
         raise click.UsageError('--data is required: a zip or folder of training images')
     if kw['source'] is None:
@@ -61,8 +162,18 @@ def train(**kw):
     config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'], cfg=kw['cfg'],
                   desc=kw['desc'], options=options, tick=kw['tick'], snap=kw['snap'],
                   mirror=kw['mirror'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
-                  p=kw['p'], augpipe=kw['augpipe'], device=kw['device'])
+                  p=kw['p'], augpipe=kw['augpipe'], device=kw['device'],
+                  plugins=list(kw['plugin']), plugin_options=plugin_options)
+    manager = ctx.command.plugin_manager()
     if kw['dry_run']:
-        click.echo(json.dumps(training.describe(training.prepare(config)), indent=2))
+        click.echo(json.dumps(training.describe(training.prepare(config, manager)), indent=2))
         return
-    training.run(config, log=click.echo)
+    training.run(config, log=click.echo, manager=manager)
+
+
+def make_train_command(manager):
+    """A `gda train` bound to `manager` (tests, embedding applications)."""
+    command = copy.copy(train)
+    command.manager = manager
+    command._plugin_params = None
+    return command

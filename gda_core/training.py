@@ -1,8 +1,10 @@
-"""The host's training run: source + dataset + options -> networks -> the engine's loop.
+"""The host's training run: source + dataset + options + plugins -> networks -> the engine's loop.
 
 Fine-tuning (--source PATH|URL|PRESET) starts G, G_ema and the frozen source copy from the source's
 G_ema (the papers' choice: the EMA generator is the good one) and D from its D; the source's own
-network kwargs always win. --source none trains from scratch with NVIDIA's preset widths.
+network kwargs always win. --source none trains from scratch with NVIDIA's preset widths. The
+active plugins (--plugin, in order) propose defaults, then fill the loop's injection points
+(composition.py); every conflict is found before the run directory exists.
 """
 
 import copy
@@ -19,14 +21,22 @@ from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.networks import Discriminator, Generator
-from stylegan2_ada.training_config import CFG_NAMES, resolve
+from stylegan2_ada.training_config import CFG_NAMES, PRESET_KEYS, resolve
 from stylegan2_ada.training_loop import TrainingLoop
+
+from . import composition, datasets
+from .plugins import PluginError, default_manager
+from .run_context import RunContext
 
 __all__ = ['CFG_NAMES', 'AUGPIPES', 'preset_names', 'prepare', 'describe', 'run']
 AUGPIPES = sorted(AUGPIPE_SPECS)
 
 # Options that describe the architecture: only meaningful when training from scratch.
 ARCH_OPTIONS = ('cbase', 'cmax', 'map', 'zdim')
+# Core options that follow the precedence explicit > plugin proposal > preset (or default).
+RUN_OPTIONS = ('aug', 'augpipe', 'p', 'tick', 'snap')
+DEFAULTS = dict(aug='ada', augpipe='bgc')
+PROPOSABLE = frozenset(PRESET_KEYS) | {'iters', 'batch_gpu'} | set(RUN_OPTIONS)
 
 
 def build_networks(opts, resolution, channels, c_dim):
@@ -76,12 +86,10 @@ def set_mbstd_group(D, group):
 
 
 def next_run_dir(outdir, desc):
-    os.makedirs(outdir, exist_ok=True)
-    ids = [int(m.group(1)) for name in os.listdir(outdir)
+    """The next free `<outdir>/<id>-<desc>`; created later, once nothing can fail any more."""
+    ids = [int(m.group(1)) for name in (os.listdir(outdir) if os.path.isdir(outdir) else [])
            if (m := re.match(r'^(\d+)-', name)) and os.path.isdir(os.path.join(outdir, name))]
-    run_dir = os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
-    os.makedirs(run_dir)
-    return run_dir
+    return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
 
 
 def validate(opts, gpus):
@@ -101,11 +109,27 @@ def validate(opts, gpus):
         raise UserError(f'--p {opts["p"]} must lie in [0, 1]')
 
 
-def prepare(config):
-    """Resolve everything a run needs without writing anything (also serves --dry-run)."""
+def check_proposals(active):
+    for entry in active:
+        unknown = sorted(set(entry.proposals) - PROPOSABLE)
+        if unknown:
+            raise PluginError(f'plugin {entry.name!r} proposes defaults for {unknown}, which are '
+                              f'not core options (proposable: {", ".join(sorted(PROPOSABLE))})')
+
+
+def prepare(config, manager=None):
+    """Resolve everything a run needs without writing anything (also serves --dry-run).
+
+    config['plugins'] lists plugin names in order; config['plugin_options'] maps a plugin name to
+    its explicitly set options.
+    """
+    manager = manager if manager is not None else default_manager()
+    active = composition.activate(manager, list(config.get('plugins') or []),
+                                  config.get('plugin_options'))
+    check_proposals(active)
     source = config['source']
     fine_tuning = source != 'none'
-    explicit = dict(config['options'])
+    explicit = dict(config['options'], **{key: config.get(key) for key in RUN_OPTIONS})
     if fine_tuning:
         given = [f'--{name}' for name in ARCH_OPTIONS if explicit.get(name) is not None]
         if given:
@@ -116,20 +140,25 @@ def prepare(config):
                                  xflip=config.get('mirror', False))
     cfg = config.get('cfg') or ('fewshot' if fine_tuning else 'auto')
     gpus = config.get('gpus', 1)
-    opts, origin = resolve(cfg, dataset.resolution, explicit, config.get('proposals', ()),
-                           gpus=gpus, fine_tuning=fine_tuning)
-    if explicit.get('iters') is not None and explicit.get('kimg') is None:
+    proposals = [(entry.name, entry.proposals) for entry in active if entry.proposals]
+    opts, origin = resolve(cfg, dataset.resolution, explicit, proposals, gpus=gpus,
+                           fine_tuning=fine_tuning)
+    if opts.get('iters') is not None and origin['kimg'].startswith('--cfg'):
         opts['kimg'] = None   # --iters alone is the stop condition
-    opts.update(cfg=cfg, seed=config.get('seed', 0), aug=config.get('aug', 'ada'),
-                augpipe=config.get('augpipe', 'bgc'), p=config.get('p'),
-                tick=config.get('tick'), snap=config.get('snap'))
+        origin['kimg'] = 'none: --iters stops the run'
+    opts.setdefault('iters', None)
+    for key in RUN_OPTIONS:
+        if opts.get(key) is None:
+            opts[key] = DEFAULTS.get(key)
+            origin[key] = 'default'
+    opts.update(cfg=cfg, seed=config.get('seed', 0))
     if opts['tick'] is None:
         opts['tick'] = 4 if opts['batch'] >= 32 else max(opts['batch'] * 50 / 1000, 0.001)
     if opts['snap'] is None:
         opts['snap'] = 50 if opts['batch'] >= 32 else 5
     validate(opts, gpus)
     return dict(config=config, dataset=dataset, opts=opts, origin=origin, cfg=cfg,
-                fine_tuning=fine_tuning)
+                fine_tuning=fine_tuning, active=active, manager=manager)
 
 
 def describe(plan):
@@ -141,40 +170,63 @@ def describe(plan):
                 dataset=dict(path=config['data'], images=len(plan['dataset']),
                              resolution=plan['dataset'].resolution,
                              channels=plan['dataset'].num_channels,
-                             labels=plan['dataset'].label_dim))
+                             labels=plan['dataset'].label_dim),
+                plugins=[dict(entry.record(), option_origin=entry.option_origin,
+                              proposals=entry.proposals, hooks=entry.plugin.hooks)
+                         for entry in plan['active']])
 
 
-def run(config, log=print):
+def networks(plan, device):
+    """G, D, the frozen source G and the source reference, for fine-tuning or from scratch."""
+    config, opts, dataset = plan['config'], plan['opts'], plan['dataset']
+    if not plan['fine_tuning']:
+        G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
+        return G, D, None, None
+    data, G_src, D = load_source(config['source'])
+    check_dataset_matches(dataset, G_src, config['data'])
+    if dataset.label_dim != G_src.c_dim:
+        raise UserError(f'the source is conditioned on {G_src.c_dim} labels but the dataset '
+                        f'gives {dataset.label_dim}; use --cond to match')
+    G = copy.deepcopy(G_src)
+    source_G = copy.deepcopy(G_src).eval().requires_grad_(False).to(device)
+    origin = data['origin']
+    source_info = dict(reference=origin['reference'], url=origin['url'],
+                       sha256=origin['sha256'], kwargs=G_src.init_kwargs)
+    return G, D, source_G, source_info
+
+
+def plugin_records(plan, run_ctx):
+    """snapshot['gda']['plugins']: each active plugin with its options and state_dict()."""
+    records = []
+    for entry in plan['active']:
+        state = plan['manager'].call(entry.name, 'state_dict', run=run_ctx.for_plugin(entry.name))
+        records.append(dict(entry.record(), state=dict(state or {})))
+    return records
+
+
+def host_state(run_ctx, opts):
+    """What the host itself must restore for generate and resume, kept in gda.loop."""
+    return dict(anchors=run_ctx.anchor_state(), core_options=dict(opts))
+
+
+def run(config, log=print, manager=None):
     """Train; returns the run directory. `config` comes from the CLI (see cmd_train)."""
-    plan = prepare(config)
-    opts, dataset = plan['opts'], plan['dataset']
+    plan = prepare(config, manager)
+    opts, dataset, active = plan['opts'], plan['dataset'], plan['active']
     device = torch.device(config.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu'))
     torch.manual_seed(opts['seed'])
 
-    source_info = None
-    source_G = None
-    if plan['fine_tuning']:
-        data, G_src, D = load_source(config['source'])
-        check_dataset_matches(dataset, G_src, config['data'])
-        if dataset.label_dim != G_src.c_dim:
-            raise UserError(f'the source is conditioned on {G_src.c_dim} labels but the dataset '
-                            f'gives {dataset.label_dim}; use --cond to match')
-        G = copy.deepcopy(G_src)
-        source_G = copy.deepcopy(G_src).eval().requires_grad_(False).to(device)
-        origin = data['origin']
-        source_info = dict(reference=origin['reference'], url=origin['url'],
-                           sha256=origin['sha256'], kwargs=G_src.init_kwargs)
-    else:
-        G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
+    G, D, source_G, source_info = networks(plan, device)
     set_mbstd_group(D, opts['batch_gpu'])
 
-    desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts["batch"]}'
-    run_dir = next_run_dir(config['outdir'], desc)
-    with open(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-        json.dump(describe(plan), f, indent=2)
-    log(f'Run directory: {run_dir}')
-    log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
-        f'{dataset.resolution}px)  device: {device}')
+    # Construction (cheap), then every conflict check, before anything is written.
+    items, raw_images = datasets.views(dataset, config.get('mirror', False))
+    run_ctx = RunContext('train', G=G, D=D, G_s=source_G, dataset=raw_images, device=device,
+                         seed=opts['seed'], core=opts)
+    for entry in active:
+        run_ctx.add_plugin(entry.name, entry.options)
+    extensions = composition.build_extensions(plan['manager'], active, run_ctx)
+    run_ctx.anchor_count()
 
     training_set_kwargs = dict(path=config['data'], use_labels=config.get('cond', False),
                                xflip=config.get('mirror', False), resolution=dataset.resolution)
@@ -185,10 +237,28 @@ def run(config, log=print):
             training_set_kwargs=training_set_kwargs,
             gda=dict(source=source_info,
                      source_G=source_G if config.get('keep_source', True) else None,
-                     plugins=[], loop=loop.loop_state())))
+                     plugins=plugin_records(plan, run_ctx),
+                     loop=dict(loop.loop_state(), **host_state(run_ctx, opts)))))
 
-    loop = TrainingLoop(run_dir, G, D, dataset, opts, extensions=config.get('extensions'),
-                        device=device, save_snapshot=write_snapshot, log=log)
+    desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts["batch"]}'
+    run_dir = next_run_dir(config['outdir'], desc)
+    loop = TrainingLoop(run_dir, G, D, items, opts, extensions=extensions, device=device,
+                        save_snapshot=write_snapshot, log=log)
+    run_ctx.attach(loop, loop.G_ema, report=loop.stats.report)
+    run_ctx.draw_anchors(G.z_dim)
+
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, 'training_options.json'), 'w') as f:
+        json.dump(dict(describe(plan), parameters=loop.parameter_counts()), f, indent=2)
+    log(f'Run directory: {run_dir}')
+    log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
+        f'{dataset.resolution}px)  device: {device}')
+    for entry in active:
+        options = ' '.join(f'{composition.option_flag(entry.name, key)}={value}'
+                           for key, value in entry.options.items())
+        log(f'Plugin {entry.name} ({entry.plugin.origin}) {options}'.rstrip())
+    for entry in active:
+        plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
     loop.run()
     log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in {run_dir}')
     return run_dir

@@ -1,4 +1,4 @@
-"""`gda train` end to end on tiny data: from scratch, fine-tuning, dry run, and user errors."""
+"""`gda train` end to end on tiny data: from scratch, fine-tuning, plugins, dry run, user errors."""
 
 import json
 import os
@@ -6,12 +6,24 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
 import stylegan2_ada
 from gda_core.cli import main
 
 TINY = ['--cbase', '128', '--cmax', '16', '--map', '2', '--zdim', '16']
+
+
+@pytest.fixture(autouse=True, scope='module')
+def fast_cpu():
+    """Tiny convolutions: oneDNN's per-shape set-up and a second thread cost more than they save."""
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn
 
 
 def write_images(folder, count=8, res=16, mode='RGB'):
@@ -95,6 +107,12 @@ def test_dry_run_prints_the_resolved_configuration(scratch_run, tmp_path):
     (['--data', 'DATA', '--source', 'SNAP', '--cbase', '64', '--iters', '1'], "source's own"),
     (['--data', 'GRAY', '--source', 'SNAP', '--iters', '1'], 'gda dataset'),
     (['--data', 'DATA', '--source', 'none', '--cfg', 'huge'], "Invalid value for '--cfg'"),
+    (['--data', 'DATA', '--source', 'SNAP', '--iters', '1', '--plugin', 'nope'],
+     '--plugin nope: no such plugin; installed: '),
+    (['--data', 'DATA', '--source', 'SNAP', '--iters', '1', '--freezed-layers', '2'],
+     "--freezed-layers given, but plugin 'freezed' is not active; add --plugin freezed"),
+    (['--data', 'DATA', '--source', 'SNAP', '--iters', '1', '--plugin', 'freezed',
+      '--freezed-layers', 'all'], "'all' is not a valid integer"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(scratch_run, tmp_path, args, message):
     _, data, run_dir, _ = scratch_run
@@ -106,3 +124,23 @@ def test_user_errors_are_one_line_with_exit_code_2(scratch_run, tmp_path, args, 
     assert message in result.output
     assert 'Traceback' not in result.output
     assert not os.path.exists(tmp_path / 'runs') or not os.listdir(tmp_path / 'runs')
+
+
+def test_plugins_are_recorded_in_the_options_and_the_snapshot(scratch_run, tmp_path):
+    _, data, run_dir, _ = scratch_run
+    source = os.path.join(run_dir, 'network-snapshot-000000.pkl')
+    result = gda('train', '--data', data, '--source', source, '--outdir', tmp_path, '--iters', 1,
+                 '--plugin', 'freezed', '--freezed-layers', 2, '--plugin', 'diffaugment',
+                 '--diffaugment-policy', 'color')
+    assert result.exit_code == 0, result.output
+    tuned_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    options = json.load(open(os.path.join(tuned_dir, 'training_options.json')))
+    assert [(p['name'], p['distribution'], p['options']) for p in options['plugins']] == [
+        ('freezed', 'gda', {'layers': 2}), ('diffaugment', 'gda', {'policy': 'color'})]
+    assert options['plugins'][0]['option_origin'] == {'layers': 'command line'}
+    rows = {row['module']: row for row in options['parameters']}
+    assert rows['D.b16']['frozen'] > 0 and rows['D.b8']['frozen'] == 0
+    saved = stylegan2_ada.load(os.path.join(tuned_dir, 'network-snapshot-000000.pkl'))['gda']['plugins']
+    assert saved == [dict(name='freezed', distribution='gda', version='0.1.0', options={'layers': 2}, state={}),
+                     dict(name='diffaugment', distribution='gda', version='0.1.0',
+                          options={'policy': 'color'}, state={})]

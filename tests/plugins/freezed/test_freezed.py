@@ -1,0 +1,63 @@
+"""freezed: D's first N layers in NVIDIA's counting keep their source values while the rest trains."""
+
+import importlib.util
+import pathlib
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import stylegan2_ada
+from gda_core.cli import main
+from gda_core.layer_order import d_layer_order
+from stylegan2_ada.networks import Discriminator
+
+_spec = importlib.util.spec_from_file_location(
+    'helpers_plugins', pathlib.Path(__file__).resolve().parents[2] / 'helpers_plugins.py')
+HP = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(HP)
+fast_cpu, tiny = HP.make_fixtures()
+
+
+@pytest.mark.parametrize('architecture', ['resnet', 'skip', 'orig'])
+def test_layer_order_is_nvidias_freeze_layers_counting(architecture):
+    order = d_layer_order(Discriminator(0, 32, 3, architecture=architecture, channel_base=256, channel_max=16))
+    for count in range(len(order) + 1):
+        # NVIDIA's own Freeze-D (block_kwargs freeze_layers) stores exactly those layers as buffers.
+        D = Discriminator(0, 32, 3, architecture=architecture, channel_base=256, channel_max=16,
+                          block_kwargs=dict(freeze_layers=count))
+        frozen = sorted({name.rsplit('.', 1)[0] for name, _ in D.named_buffers()
+                         if name.endswith('.weight')})
+        assert frozen == sorted(order[:count])
+    assert order[:4] == (['b32.fromrgb', 'b32.conv0', 'b32.conv1', 'b32.skip'] if architecture == 'resnet'
+                         else ['b32.fromrgb', 'b32.conv0', 'b32.conv1', 'b16.fromrgb'] if architecture == 'skip'
+                         else ['b32.fromrgb', 'b32.conv0', 'b32.conv1', 'b16.conv0'])
+
+
+def test_the_first_layers_stay_at_their_source_values(tiny, tmp_path):
+    data, source = tiny
+    result = CliRunner().invoke(main, ['train', '--data', data, '--source', source, '--outdir',
+                                       str(tmp_path), '--plugin', 'freezed', '--freezed-layers', '3',
+                                       '--iters', '2', '--snap', '1'])
+    assert result.exit_code == 0, result.output
+    before = stylegan2_ada.load(source)['D'].state_dict()
+    after = stylegan2_ada.load(HP.snapshot_path(next(tmp_path.iterdir())))['D'].state_dict()
+    frozen = ('b16.fromrgb.', 'b16.conv0.', 'b16.conv1.')
+    for key in before:
+        if key.endswith(('.weight', '.bias')):
+            same = torch.equal(before[key], after[key])
+            assert same == key.startswith(frozen), key
+    assert 'D.b16' in result.output and '1,784 frozen' in result.output
+
+
+@pytest.mark.parametrize('value,message', [
+    ('99', '--freezed-layers 99: this D has 7 layers (b16.fromrgb ... b8.skip)'),
+    ('-1', '--freezed-layers: must be 0 or more, got -1'),
+])
+def test_bad_layer_counts_are_user_errors(tiny, tmp_path, value, message):
+    data, source = tiny
+    result = CliRunner().invoke(main, ['train', '--data', data, '--source', source, '--outdir',
+                                       str(tmp_path / 'runs'), '--plugin', 'freezed',
+                                       '--freezed-layers', value, '--iters', '1'])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / 'runs').exists()
