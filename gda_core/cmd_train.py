@@ -11,7 +11,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from . import training
+from . import resume, training
 from .composition import option_flag, option_key
 from .plugins import default_manager
 
@@ -138,6 +138,8 @@ def plugin_values(ctx, kw):
 @click.option('--zdim',       help='z and w dimensions (--source none)', type=click.IntRange(min=1))
 # Execution.
 @click.option('--device',     help='Torch device [default: cuda if available]', metavar='DEV')
+@click.option('--gpus',       help='Processes on this machine, one per GPU (gloo on CPU) [default: 1; under torchrun: its count]', type=click.IntRange(min=1))
+@click.option('--resume',     help='Continue this run directory from its newest valid snapshot, with its own options', metavar='RUN_DIR')
 @click.option('--dry-run',    help='Print the resolved configuration and exit', is_flag=True)
 @click.pass_context
 def train(ctx, **kw):
@@ -148,8 +150,24 @@ def train(ctx, **kw):
       gda train --data target.zip --source ffhq256
       gda train --data target.zip --source ffhq256 --plugin freezed --freezed-layers 4
       gda train --data faces.zip --source none --cfg auto --kimg 1000
+      gda train --resume runs/00000-target-fewshot-batch4 --kimg 40
+      torchrun --nproc_per_node 4 -m gda_core train --data target.zip --source ffhq256
     """
     plugin_options = plugin_values(ctx, kw)
+    manager = ctx.command.plugin_manager()
+    run_manager = ctx.command.manager   # None: the installed plugins, loadable in new processes
+    if kw['resume'] is not None:
+        given = {name: value for name, value in kw.items()
+                 if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                       ParameterSource.ENVIRONMENT)}
+        given = {name: (list(value) if name == 'plugin' else value)
+                 for name, value in given.items()}
+        config = resume.resume_config(dict(resume=kw['resume']), given, plugin_options)
+        if kw['dry_run']:
+            click.echo(json.dumps(training.describe(training.prepare(config, manager)), indent=2))
+            return
+        training.run(config, log=click.echo, manager=run_manager)
+        return
     if kw['data'] is None:
         raise click.UsageError('--data is required: a zip or folder of training images')
     if kw['source'] is None:
@@ -162,13 +180,12 @@ def train(ctx, **kw):
     config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'], cfg=kw['cfg'],
                   desc=kw['desc'], options=options, tick=kw['tick'], snap=kw['snap'],
                   mirror=kw['mirror'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
-                  p=kw['p'], augpipe=kw['augpipe'], device=kw['device'],
+                  p=kw['p'], augpipe=kw['augpipe'], device=kw['device'], gpus=kw['gpus'],
                   plugins=list(kw['plugin']), plugin_options=plugin_options)
-    manager = ctx.command.plugin_manager()
     if kw['dry_run']:
         click.echo(json.dumps(training.describe(training.prepare(config, manager)), indent=2))
         return
-    training.run(config, log=click.echo, manager=manager)
+    training.run(config, log=click.echo, manager=run_manager)
 
 
 def make_train_command(manager):

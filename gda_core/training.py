@@ -5,6 +5,10 @@ G_ema (the papers' choice: the EMA generator is the good one) and D from its D; 
 network kwargs always win. --source none trains from scratch with NVIDIA's preset widths. The
 active plugins (--plugin, in order) propose defaults, then fill the loop's injection points
 (composition.py); every conflict is found before the run directory exists.
+
+--resume RUN_DIR continues a run from its newest valid snapshot (resume.py). With several
+processes (torchrun, or --gpus N which spawns them) every process runs `train_process`; rank 0
+alone writes the run directory (stylegan2_ada/distributed.py).
 """
 
 import copy
@@ -16,7 +20,8 @@ import torch
 
 import stylegan2_ada
 from stylegan2_ada.augment import AUGPIPE_SPECS
-from stylegan2_ada.checkpoint import save_snapshot
+from stylegan2_ada import distributed
+from stylegan2_ada.checkpoint import atomic_write, save_snapshot
 from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import UserError
@@ -24,9 +29,10 @@ from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_config import CFG_NAMES, PRESET_KEYS, resolve
 from stylegan2_ada.training_loop import TrainingLoop
 
-from . import composition, datasets
+from . import composition, datasets, resume
 from .plugins import PluginError, default_manager
 from .run_context import RunContext
+from .run_log import RunLog, silent
 
 __all__ = ['CFG_NAMES', 'AUGPIPES', 'preset_names', 'prepare', 'describe', 'run']
 AUGPIPES = sorted(AUGPIPE_SPECS)
@@ -94,8 +100,8 @@ def next_run_dir(outdir, desc):
 
 def validate(opts, gpus):
     if opts['batch'] < 1 or opts['batch'] % gpus != 0:
-        raise UserError(f'--batch {opts["batch"]} must be a positive multiple of the process count '
-                        f'({gpus})')
+        raise UserError(f'--batch {opts["batch"]} does not split evenly over {gpus} processes '
+                        f'(--batch is the total over all of them); use a multiple of {gpus}')
     per_process = opts['batch'] // gpus
     batch_gpu = opts.get('batch_gpu') or per_process
     if per_process % batch_gpu != 0:
@@ -139,7 +145,7 @@ def prepare(config, manager=None):
     dataset = ImageFolderDataset(config['data'], use_labels=config.get('cond', False),
                                  xflip=config.get('mirror', False))
     cfg = config.get('cfg') or ('fewshot' if fine_tuning else 'auto')
-    gpus = config.get('gpus', 1)
+    gpus = config.get('gpus') or config.get('default_gpus') or 1
     proposals = [(entry.name, entry.proposals) for entry in active if entry.proposals]
     opts, origin = resolve(cfg, dataset.resolution, explicit, proposals, gpus=gpus,
                            fine_tuning=fine_tuning)
@@ -165,7 +171,10 @@ def describe(plan):
     """The resolved configuration as JSON-ready data (training_options.json and --dry-run)."""
     config, opts = plan['config'], plan['opts']
     return dict(source=config['source'], data=config['data'], outdir=config['outdir'],
-                device=config.get('device'), options=opts,
+                device=config.get('device'),
+                gpus=config.get('gpus') or config.get('default_gpus') or 1,
+                mirror=bool(config.get('mirror', False)), cond=bool(config.get('cond', False)),
+                options=opts,
                 option_origin=plan['origin'],
                 dataset=dict(path=config['data'], images=len(plan['dataset']),
                              resolution=plan['dataset'].resolution,
@@ -210,19 +219,86 @@ def host_state(run_ctx, opts):
 
 
 def run(config, log=print, manager=None):
-    """Train; returns the run directory. `config` comes from the CLI (see cmd_train)."""
+    """Train (or resume, with config['resume']); returns the run directory. manager None: the
+    installed plugins (entry points), which spawned processes can load too.
+
+    Under a launcher (torchrun) this process is one rank. Otherwise `gpus` > 1 spawns that many
+    local processes, after the user's mistakes have been caught here, in the parent.
+    """
+    world = distributed.launched_world_size()
+    requested = config.get('gpus')
+    if world is not None:
+        if requested not in (None, world):
+            raise UserError(f'--gpus {requested} under a launcher that started {world} '
+                            f'process(es); drop --gpus (torchrun --nproc_per_node sets the count)')
+        config = dict(config, gpus=world)
+        if world > 1:
+            prepare(config, manager)   # fail before the processes wait for each other
+        return train_process(config, log, manager)
+    gpus = requested or config.get('default_gpus') or 1
+    config = dict(config, gpus=gpus)
+    if gpus == 1:
+        return train_process(config, log, manager)
+    prepare(config, manager)   # the user's mistakes, before any process starts
+    cuda = torch.cuda.is_available() and (config.get('device') or 'cuda').startswith('cuda')
+    if cuda and gpus > torch.cuda.device_count():
+        raise UserError(f'--gpus {gpus}, but this machine has {torch.cuda.device_count()} CUDA '
+                        f'device(s); use at most that many (or --device cpu for CPU processes)')
+    if manager is not None:
+        raise UserError(f'--gpus {gpus} starts new processes, which load plugins from their entry '
+                        f'points; an in-process plugin manager cannot follow them (install the '
+                        f'plugins, or start the processes yourself with torchrun)')
+    return distributed.spawn(train_process, gpus, (config, log, None))
+
+
+def train_process(config, log=print, manager=None):
+    """One training process: joins the process group if launched as one of several."""
+    dist, device = distributed.init_process(config.get('device'))
+    try:
+        return _train(config, dist, device, log, manager)
+    finally:
+        distributed.shutdown(dist)
+
+
+def resume_point(run_dir, opts, dist, run_log):
+    """(path, snapshot, unreadable newer paths): rank 0 picks the newest valid snapshot (and warns
+    about the others), every process reads that one."""
+    resume.check_resolved(run_dir, resume.read_run_options(run_dir)['options'], opts)
+    path, snapshot, skipped = (resume.newest_valid_snapshot(run_dir, run_log)
+                               if dist.rank == 0 else (None, None, []))
+    path = dist.broadcast_object(path)
+    if snapshot is None:
+        snapshot = resume.read_resumable(path)
+    return path, snapshot, skipped
+
+
+def _train(config, dist, device, log, manager):
+    rank0 = dist.rank == 0
+    run_log = RunLog(log) if rank0 else silent
+    resuming = config.get('resume')
     plan = prepare(config, manager)
     opts, dataset, active = plan['opts'], plan['dataset'], plan['active']
-    device = torch.device(config.get('device') or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    torch.manual_seed(opts['seed'])
+    if resuming:
+        snapshot_path, snapshot, skipped = resume_point(resuming, opts, dist, run_log)
+    # Construction draws the same numbers on every process.
+    distributed.seed_process(opts['seed'], distributed.Distributed())
 
-    G, D, source_G, source_info = networks(plan, device)
+    if resuming:
+        G, D, G_ema, source_G, source_info = resume.restored_networks(snapshot, config,
+                                                                      load_source)
+        check_dataset_matches(dataset, G, config['data'])
+        if source_G is not None:
+            source_G = source_G.eval().requires_grad_(False).to(device)
+    else:
+        G, D, source_G, source_info = networks(plan, device)
+        G_ema = None
     set_mbstd_group(D, opts['batch_gpu'])
 
     # Construction (cheap), then every conflict check, before anything is written.
     items, raw_images = datasets.views(dataset, config.get('mirror', False))
-    run_ctx = RunContext('train', G=G, D=D, G_s=source_G, dataset=raw_images, device=device,
-                         seed=opts['seed'], core=opts)
+    run_ctx = RunContext('resume' if resuming else 'train', G=G, D=D, G_s=source_G,
+                         dataset=raw_images, device=device, seed=opts['seed'], core=opts,
+                         rank=dist.rank, world_size=dist.world_size)
     for entry in active:
         run_ctx.add_plugin(entry.name, entry.options)
     extensions = composition.build_extensions(plan['manager'], active, run_ctx)
@@ -240,25 +316,63 @@ def run(config, log=print, manager=None):
                      plugins=plugin_records(plan, run_ctx),
                      loop=dict(loop.loop_state(), **host_state(run_ctx, opts)))))
 
-    desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts["batch"]}'
-    run_dir = next_run_dir(config['outdir'], desc)
-    loop = TrainingLoop(run_dir, G, D, items, opts, extensions=extensions, device=device,
-                        save_snapshot=write_snapshot, log=log)
+    if resuming:
+        run_dir = resuming
+    else:
+        desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts["batch"]}'
+        run_dir = dist.broadcast_object(next_run_dir(config['outdir'], desc) if rank0 else None)
+    loop = TrainingLoop(run_dir, G, D, items, opts, G_ema=G_ema, extensions=extensions,
+                        device=device, dist=dist, save_snapshot=write_snapshot, log=run_log)
     run_ctx.attach(loop, loop.G_ema, report=loop.stats.report)
-    run_ctx.draw_anchors(G.z_dim)
 
-    os.makedirs(run_dir)
-    with open(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-        json.dump(dict(describe(plan), parameters=loop.parameter_counts()), f, indent=2)
-    log(f'Run directory: {run_dir}')
-    log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
-        f'{dataset.resolution}px)  device: {device}')
+    if resuming:
+        restore(plan, run_ctx, loop, snapshot)
+        if rank0:
+            run_log.attach(run_dir)
+            run_log(f'Resuming {run_dir} from {os.path.basename(snapshot_path)}: iteration '
+                    f'{loop.iteration}, kimg {loop.cur_nimg / 1000:g}, tick {loop.tick}, '
+                    f'{dist.world_size} process(es)')
+            resume.tidy_run_dir(run_dir, loop.iteration, skipped, run_log)
+            resume.record_resume(run_dir, opts, config.get('resume_changed', {}), snapshot_path,
+                                 loop.iteration, loop.cur_nimg, dist.world_size)
+    else:
+        run_ctx.draw_anchors(G.z_dim)
+        if rank0:
+            os.makedirs(run_dir)
+            with atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
+                json.dump(dict(describe(plan), parameters=loop.parameter_counts()), f, indent=2)
+            run_log.attach(run_dir)
+            run_log(f'Run directory: {run_dir}')
+    run_log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
+            f'{dataset.resolution}px)  device: {device}  processes: {dist.world_size}')
     for entry in active:
         options = ' '.join(f'{composition.option_flag(entry.name, key)}={value}'
                            for key, value in entry.options.items())
-        log(f'Plugin {entry.name} ({entry.plugin.origin}) {options}'.rstrip())
-    for entry in active:
-        plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
+        run_log(f'Plugin {entry.name} ({entry.plugin.origin}) {options}'.rstrip())
+    if not resuming:
+        for entry in active:
+            plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
+        loop.sync_from_rank0()
+        distributed.seed_process(opts['seed'], dist)
+    if resuming and loop.done():
+        run_log(f'The run already reached its stop condition (iteration {loop.iteration}, kimg '
+                f'{loop.cur_nimg / 1000:g}); give a larger --kimg or --iters to train on')
     loop.run()
-    log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in {run_dir}')
+    run_log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in '
+            f'{run_dir}')
     return run_dir
+
+
+def restore(plan, run_ctx, loop, snapshot):
+    """Resume: the host's state (anchors), the loop's, then each plugin's load_state_dict, in
+    plugin order (setup is not called again: what it computed is in the plugin state)."""
+    state = snapshot['gda']['loop']
+    run_ctx.restore_anchors(state.get('anchors'))
+    loop.load_loop_state(state)
+    saved = {record['name']: record.get('state', {}) for record in snapshot['gda']['plugins']}
+    for entry in plan['active']:
+        if entry.name not in saved:
+            raise UserError(f'the snapshot holds no state of plugin {entry.name!r}; resume with '
+                            f'the plugins the run started with')
+        plan['manager'].call(entry.name, 'load_state_dict', run=run_ctx.for_plugin(entry.name),
+                             state=dict(saved[entry.name]))

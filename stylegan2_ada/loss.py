@@ -50,9 +50,33 @@ def render(G, z, c, transforms=(), it=None, style_mixing_prob=0.0, noise_mode='r
     return Synth(G.synthesis(ws, noise_mode=noise_mode), ws, {})
 
 
+def global_path_length_penalty(pl_lengths, pl_mean, decay, all_reduce_sum):
+    """(new pl_mean, per-image penalty) over the lengths of ALL processes, with the gradient that
+    one process holding the whole batch would get.
+
+    NVIDIA's one-process form: m = lerp(pl_mean, mean(l), decay); penalty_i = (l_i - m)^2, whose
+    gradient also flows through m. Across K processes the mean is all-reduced (so every copy of
+    pl_mean agrees), but the other processes' lengths are constants here, so the path through m
+    is written out: d/dl_j of mean_i (l_i - m)^2 via m is -2 decay (mean(l) - m) / N for every j
+    of the global batch of N. `coupling` carries that gradient and is worth 0, so the reported
+    penalty is unchanged; averaging the gradients over the K processes then gives the one-process
+    gradient exactly. The counts must be equal on every process (they are: the batch splits
+    evenly).
+    """
+    n = pl_lengths.shape[0]
+    local_sum = pl_lengths.sum()
+    totals = torch.stack([local_sum.detach(), local_sum.new_tensor(float(n))])
+    all_reduce_sum(totals)
+    batch_mean = totals[0] / totals[1]
+    new_mean = pl_mean.lerp(batch_mean, decay)
+    coupling = 2 * decay * (batch_mean - new_mean) * (local_sum - local_sum.detach()) / n
+    return new_mean, (pl_lengths - new_mean).square() - coupling
+
+
 class StyleGAN2Loss:
     def __init__(self, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9, pl_weight=2,
-                 pl_batch_shrink=2, pl_decay=0.01, extensions=None, stats=None):
+                 pl_batch_shrink=2, pl_decay=0.01, extensions=None, stats=None,
+                 all_reduce_sum=None):
         self.G = G
         self.D = D
         self.augment_pipe = augment_pipe
@@ -67,6 +91,7 @@ class StyleGAN2Loss:
         self.stats = stats if stats is not None else _NullStats()
         self.pl_mean = torch.zeros([], device=next(G.parameters()).device)
         self.ada = None   # an AdaController fed with D's scores on reals, when ADA is on
+        self.all_reduce_sum = all_reduce_sum   # given with several processes: pl_mean is global
 
     # -- network passes -------------------------------------------------------------------------
 
@@ -125,10 +150,15 @@ class StyleGAN2Loss:
                 pl_grads = torch.autograd.grad(outputs=[(img * pl_noise).sum()], inputs=[ws],
                                                create_graph=True, only_inputs=True)[0]
             pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
-            pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
+            if self.all_reduce_sum is None:   # NVIDIA's code
+                pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
+                pl_penalty = (pl_lengths - pl_mean).square()
+            else:
+                pl_mean, pl_penalty = global_path_length_penalty(
+                    pl_lengths, self.pl_mean, self.pl_decay, self.all_reduce_sum)
             self.pl_mean.copy_(pl_mean.detach())
-            loss_Gpl = (pl_lengths - pl_mean).square() * self.pl_weight
-            self.stats.report('Loss/pl_penalty', (pl_lengths - pl_mean).square())
+            loss_Gpl = pl_penalty * self.pl_weight
+            self.stats.report('Loss/pl_penalty', pl_penalty)
             self.stats.report('Loss/G/reg', loss_Gpl)
             (img[:, 0, 0, 0] * 0 + loss_Gpl).mean().mul(gain).backward()
 

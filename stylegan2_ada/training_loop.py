@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from .augment import AUGPIPE_SPECS, AdaController, AugmentPipe
+from .distributed import Distributed, rng_state, seed_process, set_rng_state
 from .errors import UserError
 from .extensions import (ConflictError, Extensions, Iteration, LatentBatch, SnapshotInfo,
                          TickInfo, check_param_groups, owner_of, trainable_mask)
@@ -31,22 +32,6 @@ CORE_BETAS = (0.0, 0.99)
 
 
 @dataclasses.dataclass
-class Distributed:
-    """This process's place among the training processes (rank 0 writes files and logs)."""
-    rank: int = 0
-    world_size: int = 1
-
-    def all_reduce_mean(self, tensor):
-        if self.world_size > 1:
-            torch.distributed.all_reduce(tensor)
-            tensor /= self.world_size
-
-    def all_reduce_sum(self, tensor):
-        if self.world_size > 1:
-            torch.distributed.all_reduce(tensor)
-
-
-@dataclasses.dataclass
 class Phase:
     name: str
     network: str
@@ -57,8 +42,9 @@ class Phase:
 class DataSampler:
     """An endless, reproducible walk over the dataset: epoch e is permutation(seed + e).
 
-    The position is a single integer, so resuming restores exactly the same sequence; each
-    process takes its slice of every global batch.
+    The position is a single integer, so resuming restores exactly the same sequence. Every
+    process walks the same global sequence and keeps every world_size-th item from its rank on, as
+    NVIDIA's InfiniteSampler shards (see `rank_items`).
     """
 
     def __init__(self, size, seed, shuffle=True):
@@ -82,6 +68,13 @@ class DataSampler:
         indices = [self._index(self.position + i) for i in range(batch_size)]
         self.position += batch_size
         return indices
+
+
+def rank_items(batch, rank, world_size):
+    """This process's share of a global batch: items rank, rank + K, rank + 2K, ... (NVIDIA's
+    InfiniteSampler). Strided, not contiguous: with the default --batch-gpu, K processes then see
+    exactly the minibatch-std groups and path-length samples of one process (decisions.md)."""
+    return batch[rank::world_size]
 
 
 def load_batch(dataset, indices, device):
@@ -197,7 +190,9 @@ class TrainingLoop:
         self.stats = TickStats(self.device)
         self.loss = StyleGAN2Loss(self.G, self.D, augment_pipe=self.augment_pipe,
                                   r1_gamma=opts['gamma'], style_mixing_prob=opts['style_mixing'],
-                                  pl_weight=opts['pl_weight'], extensions=ext, stats=self.stats)
+                                  pl_weight=opts['pl_weight'], extensions=ext, stats=self.stats,
+                                  all_reduce_sum=(self.dist.all_reduce_sum if self.dist.active
+                                                  else None))
         self.loss.ada = self.ada
         self.phases = self._make_phases()
         for row in self.parameter_counts():
@@ -208,6 +203,11 @@ class TrainingLoop:
         self.cur_nimg = 0
         self.iteration = 0
         self.tick = 0
+        # w_avg moves with each process's own fakes; averaging keeps the copies equal (NVIDIA
+        # lets them drift and snapshots rank 0's).
+        self._averaged_buffers = [buf for name, buf in self.G.named_buffers()
+                                  if name.endswith('w_avg')]
+        self._rank_states = None
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -347,8 +347,7 @@ class TrainingLoop:
         return params
 
     def _rank_slice(self, tensor):
-        per_rank = tensor.shape[0] // self.dist.world_size
-        return tensor[self.dist.rank * per_rank:(self.dist.rank + 1) * per_rank]
+        return rank_items(tensor, self.dist.rank, self.dist.world_size)
 
     def gen_c(self, n, it):
         """The fakes' c: the conditioning's gen_c, else NVIDIA's labels of uniform dataset items."""
@@ -392,8 +391,7 @@ class TrainingLoop:
         it.augment_p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
 
         per_rank = opts['batch'] // dist.world_size
-        indices = self.sampler.next_batch(opts['batch'])[dist.rank * per_rank:
-                                                         (dist.rank + 1) * per_rank]
+        indices = rank_items(self.sampler.next_batch(opts['batch']), dist.rank, dist.world_size)
         real_img, real_c = load_batch(self.dataset, indices, self.device)
         if self.conditioning is not None:
             real_c = self._item_c(indices).to(self.device, torch.float32)
@@ -419,6 +417,8 @@ class TrainingLoop:
             _requires_grad(params, False)
             self._optimizer_step(phase.optimizer, params)
 
+        for buffer in self._averaged_buffers:
+            dist.all_reduce_mean(buffer)
         beta = ema_beta(opts, self.cur_nimg)
         update_ema(self.G_ema, self.G, beta)
         for _, live, twin in self.ema_pairs:
@@ -485,11 +485,29 @@ class TrainingLoop:
 
     # -- state ----------------------------------------------------------------------------------
 
+    def rank_state(self):
+        """This process's own part of the state: its RNG streams (noise, augmentation, mixing)
+        and its share of the ADA statistics not yet all-reduced."""
+        state = dict(rng=rng_state(self.device))
+        if self.ada is not None:
+            state['ada_signs'] = torch.stack([self.ada.sign_sum, self.ada.sign_count]).cpu()
+        return state
+
+    def gather_rank_states(self):
+        """Collect every process's rank_state() for the next loop_state(). A collective: every
+        rank calls it, at the same moment (before a snapshot)."""
+        self._rank_states = self.dist.all_gather_object(self.rank_state())
+
     def loop_state(self):
-        """Everything exact resume needs, as tensors and plain values: counters, optimisers
-        (plugin groups included), plugin modules and their EMA twins, ADA, pl_mean, RNG."""
+        """Everything exact resume needs, as tensors and plain values: counters, the data
+        sampler, optimisers (plugin groups included), plugin modules and their EMA twins, ADA,
+        pl_mean, and every process's RNG states (`ranks`; `rng` is rank 0's). The loop's own
+        generators (it.rng, the sampler's order, the grid) are functions of (seed, position)."""
+        ranks = self._rank_states or [self.rank_state()]
         state = dict(cur_nimg=self.cur_nimg, iteration=self.iteration, tick=self.tick,
                      sampler_position=self.sampler.position,
+                     sampler=dict(position=self.sampler.position, size=self.sampler.size,
+                                  seed=self.sampler.seed, shuffle=self.sampler.shuffle),
                      pl_mean=self.loss.pl_mean.detach().cpu(),
                      optimizers={p.network: p.optimizer.state_dict() for p in self.phases},
                      modules={key: dict(module.state_dict())
@@ -498,12 +516,16 @@ class TrainingLoop:
                      ada=self.ada.state_dict() if self.ada is not None else None,
                      augment_p=(self.augment_pipe.p.detach().cpu()
                                 if self.augment_pipe is not None else None),
-                     rng=dict(torch=torch.get_rng_state()))
-        if torch.cuda.is_available():
-            state['rng']['cuda'] = torch.cuda.get_rng_state_all()
+                     rng=ranks[0]['rng'], ranks=ranks, world_size=self.dist.world_size)
         return state
 
     def load_loop_state(self, state):
+        """Continue exactly where loop_state() was taken (this process's share included)."""
+        sampler = state.get('sampler')
+        if sampler is not None and int(sampler['size']) != self.sampler.size:
+            raise UserError(f"the run was trained on {sampler['size']} dataset items but this "
+                            f'dataset has {self.sampler.size}; resume with the same data '
+                            f'(and the same --mirror)')
         self.cur_nimg = int(state['cur_nimg'])
         self.iteration = int(state['iteration'])
         self.tick = int(state['tick'])
@@ -529,9 +551,39 @@ class TrainingLoop:
             self.ada.load_state_dict(state['ada'])
         if state.get('augment_p') is not None and self.augment_pipe is not None:
             self.augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
-        torch.set_rng_state(state['rng']['torch'])
-        if 'cuda' in state['rng'] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['rng']['cuda'])
+        self._load_rank_state(state.get('ranks') or [dict(rng=state['rng'])])
+
+    def _load_rank_state(self, ranks):
+        """This process's RNG streams and ADA share. With another process count than the saved
+        one the streams cannot continue: they restart from (seed, iteration, rank), and rank 0
+        takes all pending ADA statistics (their all-reduced sum is unchanged)."""
+        dist = self.dist
+        same_layout = len(ranks) == dist.world_size
+        if same_layout:
+            set_rng_state(ranks[dist.rank]['rng'], self.device)
+        else:
+            self.log(f'Warning: the run was saved with {len(ranks)} process(es) and resumes with '
+                     f'{dist.world_size}; noise and augmentation draws restart from the seed, so '
+                     f'the continuation is equivalent but not bit-identical')
+            restart = np.random.SeedSequence([self.opts['seed'], self.iteration])
+            seed_process(int(restart.generate_state(1, np.uint32)[0]), dist)
+        if self.ada is not None and all('ada_signs' in r for r in ranks):
+            if same_layout:
+                signs = torch.as_tensor(ranks[dist.rank]['ada_signs'])
+            elif dist.rank == 0:
+                signs = sum(torch.as_tensor(r['ada_signs']) for r in ranks)
+            else:
+                signs = torch.zeros([2], dtype=torch.float64)
+            signs = signs.to(self.ada.sign_sum.device, torch.float64)
+            self.ada.sign_sum, self.ada.sign_count = signs[0].clone(), signs[1].clone()
+
+    def sync_from_rank0(self):
+        """Give every process rank 0's weights (networks, plugin modules, twins): a fresh run
+        starts identical everywhere even if some construction or setup step drew randomly."""
+        modules = [self.G, self.D, self.G_ema, *self.plugin_modules.values(),
+                   *(twin for _, _, twin in self.ema_pairs)]
+        self.dist.broadcast_tensors([t for m in modules
+                                     for t in list(m.parameters()) + list(m.buffers())])
 
     def snapshot(self):
         """Write network-snapshot-<kimg>.pkl (through the host's atomic save), then on_snapshot."""
@@ -607,15 +659,23 @@ class TrainingLoop:
                                   else 0.0),
                          losses=losses)
             entry.update(self._tick_callbacks(losses))
+            snap = opts.get('snap', 50)
+            snapshot_due = bool(snap) and (self.tick % snap == 0 or self.done())
+            if snapshot_due:
+                self.gather_rank_states()   # every rank, before rank 0 writes
             if write:
                 progress.clear()
                 self.log(format_tick(entry))
                 with open(os.path.join(self.run_dir, 'stats.jsonl'), 'a') as f:
                     f.write(json.dumps(entry) + '\n')
-                snap = opts.get('snap', 50)
-                if snap and (self.tick % snap == 0 or self.done()):
-                    self.save_fakes(f'fakes{self.cur_nimg // 1000:06d}.png')
-                    self.snapshot()
+                if snapshot_due:
+                    # Images and snapshot must not move the training streams: a resumed run then
+                    # matches an uninterrupted one whatever the snapshot cadence was.
+                    devices = [self.device] if self.device.type == 'cuda' else []
+                    with torch.random.fork_rng(devices=devices):
+                        self.save_fakes(f'fakes{self.cur_nimg // 1000:06d}.png')
+                        self.snapshot()
+            self._rank_states = None
             tick_start_nimg = self.cur_nimg
             tick_start_iter = self.iteration
             tick_start_time = time.time()
