@@ -8,6 +8,7 @@ other (latent anchors, rendering with features) live here.
 
 import os
 import types
+import warnings
 import zlib
 from typing import Dict, Mapping, Optional
 
@@ -187,6 +188,16 @@ class RunContext:
         return self._renderer.synthesize(target, z, c, it=it, mixing=mixing,
                                          noise_mode=noise_mode, features=features, mode=mode)
 
+    def gen_c(self, n, it):
+        """The run's training c for n fakes, drawn once from `it.rng`, so that a loss term can
+        feed the same (z, c) to several networks (synthesize with c=None draws a new c per call).
+        Training only; [n, 0] when G is unconditional."""
+        if self._renderer is None or not hasattr(self._renderer, 'gen_c'):
+            raise UserError('run.gen_c is available while training, from setup on')
+        if self.G.c_dim == 0:
+            return torch.zeros([n, 0], device=self.device)
+        return self._renderer.gen_c(n, it)
+
     # -- other services ---------------------------------------------------------------------------
 
     def detector(self, name_or_path):
@@ -197,7 +208,13 @@ class RunContext:
         if not os.path.isfile(name_or_path):
             raise UserError(f'{name_or_path!r} is neither a detector name '
                             f'({", ".join(detectors.DETECTORS)}) nor a file')
-        return torch.jit.load(name_or_path, map_location=self.device).eval()
+        try:
+            with warnings.catch_warnings():   # torch 2.13 deprecates TorchScript; detectors are TorchScript
+                warnings.simplefilter('ignore', DeprecationWarning)
+                return torch.jit.load(name_or_path, map_location=self.device).eval()
+        except (RuntimeError, ValueError) as error:
+            raise UserError(f'{name_or_path} is not a TorchScript file: '
+                            f'{str(error).splitlines()[0]}') from None
 
     def broadcast(self, obj):
         """Rank 0's object on every process."""
