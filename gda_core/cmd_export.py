@@ -22,9 +22,11 @@ def export(network, out, device):
     """
     manager = default_manager()
     model = open_model(network, device=device, manager=manager)
-    G, folded = exporting.export(model, manager, out)
+    side_files = []
+    G, folded = exporting.export(model, manager, out, side_files)
     others = [record['name'] for record in model.plugins if record['name'] not in folded]
     notes = ([f'folded in: {", ".join(folded)}'] if folded else []) + \
-        ([f'nothing to fold: {", ".join(others)}'] if others else [])
+        ([f'nothing to fold: {", ".join(others)}'] if others else []) + \
+        ([f'with {", ".join(side_files)}'] if side_files else [])
     click.echo(f'Wrote {out}: {G.img_resolution}px generator' +
                (f' ({"; ".join(notes)})' if notes else ''))

@@ -7,9 +7,12 @@ export never silently drops a plugin's effect.
 """
 
 import copy
+import os
+
+import torch
 
 from gda_hooks import NotFoldable
-from stylegan2_ada.checkpoint import export_state_dict
+from stylegan2_ada.checkpoint import atomic_write, export_state_dict
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.networks import Generator
 
@@ -30,15 +33,21 @@ def changes_inference(contributions):
     return effects
 
 
-def fold(model, manager):
-    """(plain generator with every plugin's effect folded in, names of the plugins that folded)."""
+def fold(model, manager, extras=None):
+    """(plain generator with every plugin's effect folded in, names of the plugins that folded).
+
+    A plugin's fold may return plain data that weights cannot hold (disp's prior bank); it is put
+    in `extras` ({plugin: data}) when given.
+    """
     G = plain_copy(model.G)
     folded = []
     for record in model.plugins:
         name = record['name']
         if manager.implements(name, 'fold'):
             try:
-                manager.call(name, 'fold', run=model.run.for_plugin(name), G=G)
+                data = manager.call(name, 'fold', run=model.run.for_plugin(name), G=G)
+                if data is not None and extras is not None:
+                    extras[name] = data
             except NotFoldable as error:
                 raise UserError(f'plugin {name!r} cannot be folded into plain weights: {error}') \
                     from None
@@ -51,9 +60,22 @@ def fold(model, manager):
     return G, folded
 
 
-def export(model, manager, path):
-    """Write the folded G as an export_state_dict file (G_ema_class/_kwargs/_state); returns
-    (G, names of the plugins that folded their effect in)."""
-    G, folded = fold(model, manager)
+def side_file(path, plugin):
+    """Where export writes a plugin's side data: G.pt -> G.disp.pt."""
+    stem, extension = os.path.splitext(os.fspath(path))
+    return f'{stem}.{plugin}{extension or ".pt"}'
+
+
+def export(model, manager, path, side_files=None):
+    """Write the folded G as an export_state_dict file (G_ema_class/_kwargs/_state), and the data
+    a plugin's fold returned beside it (torch.save of plain data, see side_file); returns
+    (G, names of the plugins that folded their effect in). `side_files` collects those paths."""
+    extras = {}
+    G, folded = fold(model, manager, extras)
     export_state_dict(path, G_ema=G)
+    for name, data in extras.items():
+        with atomic_write(side_file(path, name)) as file:
+            torch.save(data, file)
+        if side_files is not None:
+            side_files.append(side_file(path, name))
     return G, folded

@@ -184,7 +184,8 @@ def fold(run, G: 'torch.nn.Module') -> None:
     """Write the plugin's inference effect into the plain generator G (a copy of G_ema without
     plugin slots) for `gda export`, or raise gda_hooks.NotFoldable(reason). Called in plugin
     order; a plugin that changes inference (generate-mode transforms, reparams on G) and does not
-    implement fold cannot be exported."""
+    implement fold cannot be exported. It may return plain data that weights cannot hold (disp's
+    prior bank): export writes it beside the generator, G.pt -> G.<plugin>.pt."""
 
 
 # ---- Command line ------------------------------------------------------------------------------------

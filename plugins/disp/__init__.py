@@ -1,0 +1,147 @@
+"""disp: Data InStance Prior (Mangla, Kumari, Singh, Krishnamurthy, Balasubramanian, "Data InStance
+Prior (DISP) in Generative Adversarial Networks", WACV 2022). No official code exists; the slides
+are the spec.
+
+A pre-trained extractor C gives C(x) for every target image (default: NVIDIA's vgg16.pt fc7
+features, DISP-Vgg16; any TorchScript extractor by path). G is conditioned on it, G(z | C(x)),
+through a learned projection into the mapping network's conditioning input (`mapping.embed`, with
+zero new fc0 columns: the adapted G starts as the source). D becomes a projection discriminator
+D(x, y) = D_emb(y) . D_f(x) + D_I(D_f(x)) with the source's output layer as D_I and a new,
+zero-initialised D_emb. Both are trained with the slides' hinge losses. The prior bank is saved
+in the snapshot; `gda generate` conditions on mixups of bank entries (few-shot) or on draws from a
+Gaussian mixture fitted to the bank (`--disp-infer gmm`).
+"""
+
+import numpy as np
+import torch
+
+from gda_hooks import Option, hookimpl
+from stylegan2_ada.errors import UserError
+from stylegan2_ada.extensions import Conditioning, DHead, FreezePolicy, ParamGroup
+
+from .prior import extract, feature_dim, fit_gmm, mixup, sample_gmm
+from .projection import FEATURE, ProjectionHead, hinge_loss
+
+REQUIRED = ('G.mapping.embed.*', 'G.mapping.fc0.weight')   # the conditioning must be able to learn
+
+
+def _positive(value):
+    if value <= 0:
+        raise ValueError(f'must be positive, got {value}')
+
+
+@hookimpl
+def options():
+    return [Option('extractor', str, 'vgg16', 'Prior extractor C: vgg16 (NVIDIA vgg16.pt, fc7 '
+                                              'features) or a TorchScript file'),
+            Option('infer', str, 'mixup', 'Priors at generation: mixup of bank entries '
+                                          '(few-shot) or a GMM fitted to the bank',
+                   choices=('mixup', 'gmm')),
+            Option('gmm_components', int, 5, 'Components of the GMM (at most one per image)',
+                   validate=_positive)]
+
+
+def _c_dim(run):
+    """The prior's width. A network already conditioned by disp (resume, generate) says it; a
+    fresh run asks the extractor, loading it now so that a missing file stops the run before any
+    work."""
+    if run.mode != 'train' and run.G.c_dim > 0:
+        return run.G.c_dim
+    if run.mode == 'generate':
+        raise UserError('this network is not conditioned, so it was not trained with disp')
+    if getattr(run.ns, 'extractor', None) is None:
+        run.ns.extractor = run.detector(run.options['extractor'])
+        run.ns.c_dim = feature_dim(run.ns.extractor, run.dataset.num_channels,
+                                   run.dataset.resolution, run.device)
+    return run.ns.c_dim
+
+
+def _bank(run):
+    bank = getattr(run.ns, 'bank', None)
+    if bank is None:
+        raise UserError('disp has no prior bank: the run skipped setup and the snapshot holds '
+                        'no disp state')
+    return bank
+
+
+@hookimpl
+def conditioning(run):
+    def real_c(raw_idx):
+        bank = _bank(run)
+        return bank[raw_idx.to(bank.device)]
+
+    def infer_c(n, rng):
+        if run.options['infer'] == 'gmm':
+            return sample_gmm(run.ns.gmm, n, rng, _bank(run).device)
+        return mixup(_bank(run), n, rng)
+
+    # gen_c None: the fakes' priors are bank entries of uniformly drawn images (x ~ q(x)).
+    return Conditioning(_c_dim(run), real_c=real_c, infer_c=infer_c)
+
+
+@hookimpl
+def freeze_policy(run):
+    if run.mode == 'generate':
+        return None
+    return FreezePolicy(frozen=lambda qualname: False, requires=REQUIRED)
+
+
+def _head(run):
+    if getattr(run.ns, 'head', None) is None:
+        run.ns.head = ProjectionHead(_c_dim(run), run.D.b4.fc.out_features)
+    return run.ns.head
+
+
+@hookimpl
+def d_heads(run):
+    if run.mode == 'generate':
+        return []   # D plays no part in generation
+    return [DHead('projection', _head(run), mode='add', features=(FEATURE,))]
+
+
+@hookimpl
+def param_groups(run):
+    if run.mode == 'generate':
+        return []
+    return [ParamGroup('projection', _head(run), network='D')]
+
+
+@hookimpl
+def adv_loss(run):
+    return hinge_loss
+
+
+@hookimpl
+def setup(run):
+    """The prior bank C(x_j) of every raw (unflipped) target image, and the GMM if asked for."""
+    images = np.stack([run.dataset.raw_image(i) for i in range(len(run.dataset))])
+    run.ns.bank = extract(run.ns.extractor, images, run.device)
+    run.ns.gmm = (fit_gmm(run.ns.bank, run.options['gmm_components'], seed=run.seed)
+                  if run.options['infer'] == 'gmm' else None)
+
+
+@hookimpl
+def state_dict(run):
+    return dict(bank=_bank(run).detach().cpu(), extractor=run.options['extractor'],
+                gmm=None if run.ns.gmm is None else dict(run.ns.gmm))
+
+
+@hookimpl
+def load_state_dict(run, state):
+    bank = torch.as_tensor(state['bank'], dtype=torch.float32)
+    if bank.ndim != 2 or bank.shape[1] != run.G.c_dim:
+        raise UserError(f'the saved disp prior bank has shape {list(bank.shape)}, but G is '
+                        f'conditioned on {run.G.c_dim} values')
+    run.ns.bank = bank.to(run.device)
+    gmm = state.get('gmm')
+    run.ns.gmm = None if gmm is None else {key: torch.as_tensor(value) for key, value in gmm.items()}
+    if run.options['infer'] == 'gmm' and run.ns.gmm is None:
+        run.ns.gmm = fit_gmm(run.ns.bank, run.options['gmm_components'], seed=run.seed)
+
+
+@hookimpl
+def fold(run, G):
+    """G already is NVIDIA's plain conditional generator; what it cannot hold is the prior bank
+    (and the GMM), which export writes beside it."""
+    return dict(prior_bank=_bank(run).detach().cpu(), infer=run.options['infer'],
+                gmm=None if run.ns.gmm is None else dict(run.ns.gmm))
