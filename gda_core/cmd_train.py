@@ -117,6 +117,7 @@ def plugin_values(ctx, kw):
 @click.option('--iters',      help='Stop after this many iterations', type=click.IntRange(min=1))
 @click.option('--tick',       help='Log a tick every this many kimg', type=click.FloatRange(min=0, min_open=True))
 @click.option('--snap',       help='Snapshot and sample grid every this many ticks (0: only at the end)', type=click.IntRange(min=0))
+@click.option('--metrics',    help='Metrics evaluated at each snapshot, e.g. kid,intra_lpips (see gda metrics) [default: none]', metavar='LIST')
 # Hyperparameters (override the preset).
 @click.option('--batch',      help='Total batch size', type=click.IntRange(min=1))
 @click.option('--batch-gpu',  help='Batch per process per step (gradient accumulation)', type=click.IntRange(min=1))
@@ -179,6 +180,7 @@ def train(ctx, **kw):
                    cmax=kw['cmax'], map=kw['map'], zdim=kw['zdim'])
     config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'], cfg=kw['cfg'],
                   desc=kw['desc'], options=options, tick=kw['tick'], snap=kw['snap'],
+                  metrics=kw['metrics'],
                   mirror=kw['mirror'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
                   p=kw['p'], augpipe=kw['augpipe'], device=kw['device'], gpus=kw['gpus'],
                   plugins=list(kw['plugin']), plugin_options=plugin_options)

@@ -24,7 +24,7 @@ LOOP_KEYS = ('cur_nimg', 'iteration', 'tick', 'sampler_position', 'optimizers', 
              'core_options')
 
 # Options a resumed run may change: when it stops, how often it logs and snapshots, where it runs.
-CHANGEABLE = ('kimg', 'iters', 'tick', 'snap', 'device', 'gpus')
+CHANGEABLE = ('kimg', 'iters', 'tick', 'snap', 'metrics', 'device', 'gpus')
 # Options that name a new run directory: meaningless with --resume.
 NEW_RUN_ONLY = ('outdir', 'desc')
 # CLI option name -> key in training_options.json['options'] where the names differ.
@@ -133,6 +133,7 @@ def resume_config(config, given, given_plugins):
     return dict(outdir=os.path.dirname(os.path.abspath(run_dir)), data=saved['data'],
                 source=saved['source'], cfg=opts.get('cfg'), desc=None, options=options,
                 tick=given.get('tick', opts.get('tick')), snap=given.get('snap', opts.get('snap')),
+                metrics=given.get('metrics', ','.join(saved.get('metrics') or [])) or None,
                 mirror=bool(saved.get('mirror', False)), cond=bool(saved.get('cond', False)),
                 seed=opts.get('seed', 0), aug=opts.get('aug'), p=opts.get('p'),
                 augpipe=opts.get('augpipe'),

@@ -29,7 +29,7 @@ from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_config import CFG_NAMES, PRESET_KEYS, resolve
 from stylegan2_ada.training_loop import TrainingLoop
 
-from . import composition, datasets, resume
+from . import composition, datasets, metrics as run_metrics, resume
 from .plugins import PluginError, default_manager
 from .run_context import RunContext
 from .run_log import RunLog, silent
@@ -163,7 +163,8 @@ def prepare(config, manager=None):
     if opts['snap'] is None:
         opts['snap'] = 50 if opts['batch'] >= 32 else 5
     validate(opts, gpus)
-    return dict(config=config, dataset=dataset, opts=opts, origin=origin, cfg=cfg,
+    metrics = run_metrics.parse_metrics(config['metrics']) if config.get('metrics') else []
+    return dict(config=config, dataset=dataset, opts=opts, origin=origin, cfg=cfg, metrics=metrics,
                 fine_tuning=fine_tuning, active=active, manager=manager)
 
 
@@ -174,7 +175,7 @@ def describe(plan):
                 device=config.get('device'),
                 gpus=config.get('gpus') or config.get('default_gpus') or 1,
                 mirror=bool(config.get('mirror', False)), cond=bool(config.get('cond', False)),
-                options=opts,
+                metrics=plan['metrics'], options=opts,
                 option_origin=plan['origin'],
                 dataset=dict(path=config['data'], images=len(plan['dataset']),
                              resolution=plan['dataset'].resolution,
@@ -315,7 +316,11 @@ def _train(config, dist, device, log, manager):
                      source_G=source_G if config.get('keep_source', True) else None,
                      plugins=plugin_records(plan, run_ctx),
                      loop=dict(loop.loop_state(), **host_state(run_ctx, opts)))))
+        if plan['metrics']:
+            evaluate_at_snapshot(run_dir, path, plan['metrics'], config['data'], device, run_log)
 
+    if rank0:
+        run_metrics.check_detectors(plan['metrics'])   # fail now, not at the first snapshot
     if resuming:
         run_dir = resuming
     else:
@@ -361,6 +366,15 @@ def _train(config, dist, device, log, manager):
     run_log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in '
             f'{run_dir}')
     return run_dir
+
+
+def evaluate_at_snapshot(run_dir, snapshot_path, metrics, data, device, log):
+    """--metrics: evaluate the snapshot just written, as `gda metrics RUN_DIR` would (through the
+    snapshot's plugins), append to metric-<name>.jsonl and log one line per metric."""
+    records = run_metrics.evaluate_snapshot(run_dir, snapshot_path, metrics, data=data,
+                                            device=device)
+    for record in records.values():
+        log(run_metrics.format_record(record))
 
 
 def restore(plan, run_ctx, loop, snapshot):

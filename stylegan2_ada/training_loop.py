@@ -660,7 +660,7 @@ class TrainingLoop:
                          losses=losses)
             entry.update(self._tick_callbacks(losses))
             snap = opts.get('snap', 50)
-            snapshot_due = bool(snap) and (self.tick % snap == 0 or self.done())
+            snapshot_due = self.done() or bool(snap) and self.tick % snap == 0   # 0: at the end only
             if snapshot_due:
                 self.gather_rank_states()   # every rank, before rank 0 writes
             if write:

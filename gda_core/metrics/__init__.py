@@ -13,6 +13,7 @@ import time
 import torch
 
 import stylegan2_ada
+from stylegan2_ada.detectors import detector_path
 from stylegan2_ada.errors import UserError
 
 from . import fid, inception_score, intra_lpips, kid, precision_recall, scs
@@ -22,7 +23,7 @@ from .records import append_record, snapshot_kimg
 
 METRICS = {module.NAME: module for module in (fid, kid, precision_recall, inception_score, intra_lpips, scs)}
 
-__all__ = ['METRICS', 'evaluate', 'evaluate_network', 'evaluate_snapshot', 'parse_metrics', 'default_pairs',
+__all__ = ['METRICS', 'DETECTOR_OF', 'check_detectors', 'format_record', 'evaluate', 'evaluate_network', 'evaluate_snapshot', 'parse_metrics', 'default_pairs',
            'default_generate', 'Evaluation']
 
 
@@ -35,6 +36,18 @@ def parse_metrics(names):
     if unknown or not names:
         raise UserError(f'unknown metric(s) {", ".join(unknown) or "(none given)"}; choose from {", ".join(METRICS)}')
     return names
+
+
+# The detector file each metric needs (scs uses the built-in Sobel edges unless told otherwise).
+DETECTOR_OF = {'fid': 'inception', 'kid': 'inception', 'is': 'inception', 'pr': 'vgg16',
+               'intra_lpips': 'vgg16', 'scs': None}
+
+
+def check_detectors(metrics):
+    """Find (or download into the cache) every detector file `metrics` need, so that a missing
+    file stops `gda train --metrics` before training rather than at its first snapshot."""
+    for name in sorted({DETECTOR_OF[metric] for metric in metrics} - {None}):
+        detector_path(name)
 
 
 def _num(num_gen, name):
