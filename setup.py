@@ -11,10 +11,11 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
-    packages=['stylegan2_ada', 'stylegan2_ada.ops', 'stylegan2_ada.checkpoint', 'gda_core', 'gda_core.metrics', 'gda_hooks', 'gda_plugins']
+    packages=['stylegan2_ada', 'stylegan2_ada.ops', 'stylegan2_ada.checkpoint', 'gda_core', 'gda_core.metrics', 'gda_core.demo_data', 'gda_hooks', 'gda_plugins']
         + [f'gda_plugins.{name}' for name in PLUGINS],
     package_dir={'gda_hooks': 'hooks', 'gda_plugins': 'plugins'},
-    package_data={'stylegan2_ada.ops': ['cuda/*.cu', 'cuda/*.cpp', 'cuda/*.h']},
+    package_data={'stylegan2_ada.ops': ['cuda/*.cu', 'cuda/*.cpp', 'cuda/*.h'],
+                  'gda_core.demo_data': ['*.md', '*.txt', '*.json', '*.zip', '*.pkl', 'target/*.png']},
     install_requires=[
         'torch>=2.1', 'numpy', 'click>=8', 'pluggy>=1.0', 'ninja', 'requests',
         'pyspng', 'imageio', 'psutil', 'pillow', 'scipy', 'filelock',

@@ -11,7 +11,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from . import resume, training
+from . import demo_defaults, resume, training
 from .composition import option_flag, option_key
 from .plugins import default_manager
 
@@ -169,11 +169,16 @@ def train(ctx, **kw):
             return
         training.run(config, log=click.echo, manager=run_manager)
         return
+    demo = kw['data'] is None and kw['source'] is None
+    if demo:
+        kw.update(demo_defaults.settings(kw))
     if kw['data'] is None:
-        raise click.UsageError('--data is required: a zip or folder of training images')
+        raise click.UsageError('--data is required: a zip or folder of training images (omit '
+                               'both --data and --source to run the bundled demo)')
     if kw['source'] is None:
         raise click.UsageError(f'--source is required: a network file, URL, one of the presets '
-                               f'({training.preset_names()}), or none to train from scratch')
+                               f'({training.preset_names()}), or none to train from scratch '
+                               f'(omit both --data and --source to run the bundled demo)')
     options = dict(kimg=kw['kimg'], iters=kw['iters'], batch=kw['batch'],
                    batch_gpu=kw['batch_gpu'], lr=kw['lr'], gamma=kw['gamma'],
                    ema_kimg=kw['ema'], ada_target=kw['target'], cbase=kw['cbase'],
@@ -183,7 +188,8 @@ def train(ctx, **kw):
                   metrics=kw['metrics'],
                   mirror=kw['mirror'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
                   p=kw['p'], augpipe=kw['augpipe'], device=kw['device'], gpus=kw['gpus'],
-                  plugins=list(kw['plugin']), plugin_options=plugin_options)
+                  plugins=list(kw['plugin']), plugin_options=plugin_options,
+                  first_log_line=demo_defaults.FIRST_LOG_LINE if demo else None)
     if kw['dry_run']:
         click.echo(json.dumps(training.describe(training.prepare(config, manager)), indent=2))
         return

@@ -29,7 +29,7 @@ from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_config import CFG_NAMES, PRESET_KEYS, resolve
 from stylegan2_ada.training_loop import TrainingLoop
 
-from . import composition, datasets, metrics as run_metrics, resume
+from . import comparison, composition, datasets, metrics as run_metrics, resume
 from .plugins import PluginError, default_manager
 from .run_context import RunContext
 from .run_log import RunLog, silent
@@ -276,6 +276,8 @@ def resume_point(run_dir, opts, dist, run_log):
 def _train(config, dist, device, log, manager):
     rank0 = dist.rank == 0
     run_log = RunLog(log) if rank0 else silent
+    if config.get('first_log_line'):
+        run_log(config['first_log_line'])
     resuming = config.get('resume')
     plan = prepare(config, manager)
     opts, dataset, active = plan['opts'], plan['dataset'], plan['active']
@@ -308,7 +310,10 @@ def _train(config, dist, device, log, manager):
     training_set_kwargs = dict(path=config['data'], use_labels=config.get('cond', False),
                                xflip=config.get('mirror', False), resolution=dataset.resolution)
 
+    written = []
+
     def write_snapshot(path, loop):
+        written.append(path)
         save_snapshot(path, dict(
             G=loop.G, D=loop.D, G_ema=loop.G_ema, augment_pipe=loop.augment_pipe,
             training_set_kwargs=training_set_kwargs,
@@ -363,6 +368,8 @@ def _train(config, dist, device, log, manager):
         run_log(f'The run already reached its stop condition (iteration {loop.iteration}, kimg '
                 f'{loop.cur_nimg / 1000:g}); give a larger --kimg or --iters to train on')
     loop.run()
+    if rank0 and written and source_G is not None:
+        comparison.write(run_dir, written[-1], run_log, manager=plan['manager'], device=device)
     run_log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in '
             f'{run_dir}')
     return run_dir

@@ -84,6 +84,33 @@ def test_snapshot_loads_and_fine_tuning_runs(scratch_run, tmp_path):
     assert tuned['G'].init_kwargs == loaded['G_ema'].init_kwargs
     before = loaded['G_ema'].synthesis.b16.conv1.weight
     assert not np.allclose(tuned['G'].synthesis.b16.conv1.weight.numpy(), before.numpy())
+    # The run ends with the source/adapted comparison on seeds 0-7 (two rows of 16 px images).
+    comparison = np.asarray(PIL.Image.open(os.path.join(tuned_dir, 'comparison.png')))
+    assert comparison.shape[:2] == (32, 128) and 'comparison.png' in result.output
+
+
+def test_without_source_and_data_the_bundled_demo_runs(scratch_run, tmp_path, monkeypatch):
+    from gda_core import demo_data, demo_defaults
+    _, data, run_dir, _ = scratch_run
+    monkeypatch.setattr(demo_data, 'SOURCE_MODEL', os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+    monkeypatch.setattr(demo_data, 'TARGET_DIR', data)
+    monkeypatch.setattr(demo_defaults, 'DEMO_ITERS', 2)
+    result = gda('train', '--outdir', tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == demo_defaults.FIRST_LOG_LINE
+    demo_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    assert demo_dir.endswith('-demo')
+    assert {'comparison.png', 'fakes000000.png'} <= set(os.listdir(demo_dir))
+    options = json.load(open(os.path.join(demo_dir, 'training_options.json')))
+    assert options['options']['iters'] == 2 and options['source'] == demo_data.SOURCE_MODEL
+
+
+def test_the_demo_says_how_to_build_its_source_when_it_is_missing(tmp_path, monkeypatch):
+    from gda_core import demo_data
+    monkeypatch.setattr(demo_data, 'SOURCE_MODEL', str(tmp_path / 'absent.pkl'))
+    result = CliRunner().invoke(main, ['train', '--outdir', str(tmp_path / 'runs')])
+    assert result.exit_code == 2 and 'train_source.sh' in result.output
+    assert 'Traceback' not in result.output and not os.path.exists(tmp_path / 'runs')
 
 
 def test_dry_run_prints_the_resolved_configuration(scratch_run, tmp_path):
