@@ -131,6 +131,7 @@ def plugin_values(ctx, kw):
 @click.option('--aug',        help='Augmentation mode [default: ada]', type=click.Choice(['ada', 'noaug', 'fixed']))
 @click.option('--p',          help='Augmentation probability (initial for ada, constant for fixed)', type=click.FloatRange(0, 1))
 @click.option('--target',     help='ADA target for E[sign(D(real))]', type=click.FloatRange(0, 1))
+@click.option('--ada-kimg',   help='ADA speed: kimg for p to move from 0 to 1 [default: 500 from scratch, 100 fine-tuning]', type=click.FloatRange(min=0, min_open=True))
 @click.option('--augpipe',    help='Augmentations used [default: bgc]', type=click.Choice(training.AUGPIPES))
 # Architecture when training from scratch.
 @click.option('--cbase',      help='Channel base (--source none)', type=click.IntRange(min=1))
@@ -181,7 +182,7 @@ def train(ctx, **kw):
                                f'(omit both --data and --source to run the bundled demo)')
     options = dict(kimg=kw['kimg'], iters=kw['iters'], batch=kw['batch'],
                    batch_gpu=kw['batch_gpu'], lr=kw['lr'], gamma=kw['gamma'],
-                   ema_kimg=kw['ema'], ada_target=kw['target'], cbase=kw['cbase'],
+                   ema_kimg=kw['ema'], ada_target=kw['target'], ada_kimg=kw['ada_kimg'], cbase=kw['cbase'],
                    cmax=kw['cmax'], map=kw['map'], zdim=kw['zdim'])
     config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'], cfg=kw['cfg'],
                   desc=kw['desc'], options=options, tick=kw['tick'], snap=kw['snap'],

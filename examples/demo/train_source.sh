@@ -26,7 +26,7 @@ gda=${GDA:-gda}
 
 # The demo source configuration (see /work/notes/readme-demo.md for why).
 arch=(--cbase 2048 --cmax 128 --map 2 --zdim 128)
-train=(--cfg auto --batch 8 --mirror --aug ada --p 0.2 --tick 0.5 --snap 2 --seed 0 --device cpu)
+train=(--cfg auto --batch 16 --mirror --aug ada --p 0.2 --ada-kimg 20 --gamma 0.05 --ema 2.5 --tick 0.5 --snap 2 --seed 0 --device cpu)
 
 newest_run() { ls -d "$runs"/*-demo-source 2>/dev/null | sort | tail -n 1 || true; }
 newest_snapshot() { ls "$1"/network-snapshot-*.pkl 2>/dev/null | sort | tail -n 1 || true; }
