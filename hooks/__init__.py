@@ -80,4 +80,21 @@ class NotFoldable(Exception):
     """Raised by a plugin's `fold` when its effect cannot be written into plain weights."""
 
 
-__all__ = ['PROJECT', 'hookspec', 'hookimpl', 'Option', 'NotFoldable', 'OPTION_TYPES']
+# Validators for Option(validate=...): the checks most options need, with one wording.
+def positive(value):
+    if not value > 0:   # NaN too
+        raise ValueError(f'must be positive, got {value}')
+
+
+def non_negative(value):
+    if value < 0:
+        raise ValueError(f'must be 0 or more, got {value}')
+
+
+def probability(value):
+    if not 0 <= value <= 1:
+        raise ValueError(f'must lie in [0, 1], got {value}')
+
+
+__all__ = ['PROJECT', 'hookspec', 'hookimpl', 'Option', 'NotFoldable', 'OPTION_TYPES', 'positive',
+           'non_negative', 'probability']

@@ -13,7 +13,7 @@ weights. Defaults follow the slides' best transfer, G4D2: at 128 px the blocks a
 
 import torch
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import hookimpl, non_negative, Option, positive
 from gda_core.layer_order import d_layer_order
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy, ParamGroup
@@ -21,31 +21,21 @@ from stylegan2_ada.extensions import FreezePolicy, ParamGroup
 from .modulation import FilterModulation, fold_into, slot_name
 
 
-def _non_negative(value):
-    if value < 0:
-        raise ValueError(f'must be 0 or more, got {value}')
-
-
-def _positive(value):
-    if value <= 0:
-        raise ValueError(f'must be positive, got {value}')
-
-
 @hookimpl
 def options():
     return [
         Option('g_res', int, None, 'Freeze G synthesis blocks at and above this resolution and '
                                    'modulate their convolutions [default: resolution/4, the '
-                                   "slides' G4]", validate=_positive),
+                                   "slides' G4]", validate=positive),
         Option('d_layers', int, 4, "Freeze D's first N layers (NVIDIA counting; 4 = the "
                                    "highest-resolution block, the slides' D2)",
-               validate=_non_negative),
+               validate=non_negative),
         Option('torgb', bool, False, 'Also modulate the frozen toRGB layers (the paper leaves the '
                                      'output convolution plainly frozen)'),
         Option('delay', int, 0, 'Train gamma/beta from this iteration on (official code: 10000)',
-               validate=_non_negative),
+               validate=non_negative),
         Option('lr', float, None, 'Learning rate of gamma/beta [default: the core --lr]',
-               validate=_positive),
+               validate=positive),
     ]
 
 

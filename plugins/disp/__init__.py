@@ -15,7 +15,7 @@ Gaussian mixture fitted to the bank (`--disp-infer gmm`).
 import numpy as np
 import torch
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import hookimpl, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import Conditioning, DHead, FreezePolicy, ParamGroup
 
@@ -23,11 +23,6 @@ from .prior import extract, feature_dim, fit_gmm, mixup, sample_gmm
 from .projection import FEATURE, ProjectionHead, hinge_loss
 
 REQUIRED = ('G.mapping.embed.*', 'G.mapping.fc0.weight')   # the conditioning must be able to learn
-
-
-def _positive(value):
-    if value <= 0:
-        raise ValueError(f'must be positive, got {value}')
 
 
 @hookimpl
@@ -38,7 +33,7 @@ def options():
                                           '(few-shot) or a GMM fitted to the bank',
                    choices=('mixup', 'gmm')),
             Option('gmm_components', int, 5, 'Components of the GMM (at most one per image)',
-                   validate=_positive)]
+                   validate=positive)]
 
 
 def _c_dim(run):

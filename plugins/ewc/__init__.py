@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import hookimpl, non_negative, Option, positive
 from stylegan2_ada.errors import UserError
 
 from .fisher import empirical_fisher, ewc_penalty
@@ -24,23 +24,13 @@ from .fisher import empirical_fisher, ewc_penalty
 DEFAULT_LAMBDA = 1e4   # chosen by a sweep at our scale (README section): lambda * mean(F) ~ 0.2-0.4
 
 
-def _positive(value):
-    if value <= 0:
-        raise ValueError(f'must be positive, got {value}')
-
-
-def _non_negative(value):
-    if value < 0:
-        raise ValueError(f'must be 0 or more, got {value}')
-
-
 @hookimpl
 def options():
     return [Option('lambda', float, DEFAULT_LAMBDA, 'Weight of the EWC penalty '
                                                     'lambda * sum F (theta - theta_S)^2',
-                   validate=_non_negative),
+                   validate=non_negative),
             Option('samples', int, 256, 'Generated images the Fisher information is averaged over',
-                   validate=_positive)]
+                   validate=positive)]
 
 
 def _matched_names(G, G_s):

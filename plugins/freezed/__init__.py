@@ -7,21 +7,16 @@ three per block. Unlike NVIDIA's code the frozen weights stay Parameters (withou
 snapshots keep NVIDIA's layout either way.
 """
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import hookimpl, non_negative, Option
 from gda_core.layer_order import d_layer_order
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy
 
 
-def _non_negative(value):
-    if value < 0:
-        raise ValueError(f'must be 0 or more, got {value}')
-
-
 @hookimpl
 def options():
     return [Option('layers', int, 4, 'Freeze the first N layers of D (NVIDIA counting; 4 = the '
-                                     'highest-resolution block)', validate=_non_negative)]
+                                     'highest-resolution block)', validate=non_negative)]
 
 
 @hookimpl

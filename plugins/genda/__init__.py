@@ -14,7 +14,7 @@ Composes with diffaugment (`--plugin genda --plugin diffaugment`: DiffAugment ru
 pipe). The adaptor folds into the affine layers, so `gda export` writes a plain generator.
 """
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import hookimpl, Option, positive, probability
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import DHead, FreezePolicy, ParamGroup, WTransform
 
@@ -33,27 +33,17 @@ def _psi(value):
         raise ValueError(f'must lie in (0, 1], got {value} (the paper found < 0.5 diverges)')
 
 
-def _probability(value):
-    if not 0 <= value <= 1:
-        raise ValueError(f'must lie in [0, 1], got {value}')
-
-
-def _positive(value):
-    if value <= 0:
-        raise ValueError(f'must be positive, got {value}')
-
-
 @hookimpl
 def options():
     return [
         Option('psi', float, 0.7, 'Truncation psi during training (diversity constraint; 1 = '
                'off); generation is never truncated by genda', validate=_psi),
         Option('classifier-lr', float, CLASSIFIER_LR, 'Learning rate of the attribute classifier '
-               '(the adaptor and the last ToRGB use --lr)', validate=_positive),
+               '(the adaptor and the last ToRGB use --lr)', validate=positive),
         Option('aug-max', float, 0.6, 'Augmentation probability reached at the end of the ramp',
-               validate=_probability),
+               validate=probability),
         Option('ramp-kimg', float, None, 'Length of the 0 -> aug-max ramp in kimg (default: the '
-               'whole run)', validate=_positive),
+               'whole run)', validate=positive),
     ]
 
 

@@ -11,18 +11,13 @@ renders the two passes with independent random noise; --idc-noise const uses the
 The paper's full method adds the patch discriminator and anchors: --plugin idc --plugin patchd.
 """
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import Option, hookimpl, positive
 
 from .distance import DIRECTIONS
 from .term import AUTO, DistanceConsistencyTerm
 
 # CDC's 256-px training setting (official code and paper), proposed as core defaults.
 CDC_DEFAULTS = {'batch': 4, 'lr': 0.002, 'gamma': 10.0}
-
-
-def _positive(value):
-    if not value > 0:
-        raise ValueError(f'must be positive, got {value}')
 
 
 def _at_least_two(value):
@@ -42,7 +37,7 @@ def _layer_list(value):
 def options():
     return [
         Option('weight', float, 1000.0, 'Weight of the distance-consistency loss (CDC: 1000)',
-               validate=_positive),
+               validate=positive),
         Option('batch', int, 4, 'Samples rendered per iteration for the loss (CDC: 4)',
                validate=_at_least_two),
         Option('layers', str, AUTO, "Candidate synthesis layers, one drawn per sample: 'auto' = all "

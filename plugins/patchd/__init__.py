@@ -12,7 +12,7 @@ uses the patch logits averaged per image. With idc this is the paper's method:
 `gda train --plugin idc --plugin patchd`.
 """
 
-from gda_hooks import Option, hookimpl
+from gda_hooks import Option, hookimpl, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import DHead, ParamGroup
 
@@ -20,11 +20,6 @@ from .head import AUTO, PatchHead, block_channels, candidate_blocks
 from .schedule import PATCH, AnchorSampler, BranchSchedule
 
 CDC_DEFAULTS = {'batch': 4, 'lr': 0.002, 'gamma': 10.0}
-
-
-def _positive(value):
-    if not value > 0:
-        raise ValueError(f'must be positive, got {value}')
 
 
 def _at_least_one(value):
@@ -46,7 +41,7 @@ def options():
                                         'image-level D (CDC: 4; its released script: 2)',
                validate=_at_least_one),
         Option('subspace-std', float, 0.1, 'Std of the Gaussian around each anchor (CDC: 0.1)',
-               validate=_positive),
+               validate=positive),
         Option('block', str, AUTO, "D block whose output the patch head reads: 'auto' = the "
                                    "resolution/8 map, at least 8x8 (b64 at 256 px)",
                validate=_block_name),

@@ -18,7 +18,7 @@ import sys
 import click
 import torch
 
-from gda_hooks import NotFoldable, Option, hookimpl
+from gda_hooks import hookimpl, non_negative, NotFoldable, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import WTransform
 
@@ -30,16 +30,6 @@ PRESETS = {   # scc weight, dcc weight, dcc every, scc distance
     'paper': (1.0, 1.0, 1, 'smooth_l1'),
     'official': (0.8, 0.4, 6, 'l1'),
 }
-
-
-def _non_negative(value):
-    if value < 0:
-        raise ValueError(f'must be 0 or more, got {value}')
-
-
-def _positive(value):
-    if value <= 0:
-        raise ValueError(f'must be positive, got {value}')
 
 
 def _odd(value):
@@ -69,16 +59,16 @@ def options():
                "(1, 1, every iteration, smooth-L1) or 'official' (0.8, 0.4, every 6, L1)",
                choices=tuple(PRESETS)),
         Option('scc-weight', float, None, 'Weight of SCC (default: from --rssa-preset; 0 = off)',
-               validate=_non_negative),
+               validate=non_negative),
         Option('dcc-weight', float, None, 'Weight of DCC (default: from --rssa-preset; 0 = off)',
-               validate=_non_negative),
+               validate=non_negative),
         Option('dcc-every', int, None, 'Compute DCC every N iterations (default: from '
-               '--rssa-preset)', validate=_positive),
-        Option('batch', int, 4, 'Latents per iteration for SCC', validate=_positive),
+               '--rssa-preset)', validate=positive),
+        Option('batch', int, 4, 'Latents per iteration for SCC', validate=positive),
         Option('neighbours', int, 3, 'DCC: neighbours N sampled around each centre (N+1 samples)',
-               validate=_positive),
+               validate=positive),
         Option('radius', float, 0.2, 'DCC: neighbourhood radius r, in units of sqrt(z_dim) '
-               '(the typical length of z)', validate=_positive),
+               '(the typical length of z)', validate=positive),
         Option('window', int, 7, 'DCC: width delta of the correlation window (odd)',
                validate=_odd),
         Option('dcc-center', str, 'random', "DCC neighbourhood centres: 'random' z ~ N(0, I) (the "
@@ -90,7 +80,7 @@ def options():
         Option('codes', str, None, 'W+ codes from `gda invert` (default: invert the targets at '
                'the start of training)'),
         Option('invert-steps', int, 1000, 'Adam steps per image when inverting at the start',
-               validate=_positive),
+               validate=positive),
         Option('lpips', str, 'auto', "LPIPS (VGG16) in the inversion: 'auto' (MSE only, with a "
                "warning, if VGG16 is unavailable), 'on' (required) or 'off'",
                choices=('auto', 'on', 'off')),
