@@ -6,24 +6,12 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 from click.testing import CliRunner
 
 import stylegan2_ada
 from gda_core.cli import main
 
 TINY = ['--cbase', '128', '--cmax', '16', '--map', '2', '--zdim', '16']
-
-
-@pytest.fixture(autouse=True, scope='module')
-def fast_cpu():
-    """Tiny convolutions: oneDNN's per-shape set-up and a second thread cost more than they save."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
 
 
 def write_images(folder, count=8, res=16, mode='RGB'):

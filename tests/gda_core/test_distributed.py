@@ -26,16 +26,6 @@ from stylegan2_ada.training_loop import DataSampler, rank_items
 ITERS = 4
 
 
-@pytest.fixture(autouse=True, scope='module')
-def fast_cpu():
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
 @pytest.fixture(autouse=True)
 def one_thread_per_process(monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '1')

@@ -13,17 +13,6 @@ from stylegan2_ada.training_config import resolve
 from stylegan2_ada.training_loop import TrainingLoop
 
 
-@pytest.fixture(autouse=True, scope='module')
-def fast_cpu():
-    """Tiny convolutions: oneDNN's per-shape set-up and a second thread cost more than they save."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
 def tiny_G(c_dim=0, architecture='skip'):
     torch.manual_seed(0)
     return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,

@@ -19,17 +19,6 @@ from stylegan2_ada.training_loop import (DataSampler, Distributed, TrainingLoop,
                                          iteration_rng)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def fast_cpu():
-    """Tiny convolutions: oneDNN's per-shape set-up and a second thread cost more than they save."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
 class ArrayDataset:
     """The dataset protocol the loop uses: len, [i] -> (uint8 CHW, label), get_label(i)."""
 
