@@ -255,10 +255,13 @@ def run(config, log=print, manager=None):
 def train_process(config, log=print, manager=None):
     """One training process: joins the process group if launched as one of several."""
     dist, device = distributed.init_process(config.get('device'))
+    finished = False
     try:
-        return _train(config, dist, device, log, manager)
+        result = _train(config, dist, device, log, manager)
+        finished = True
+        return result
     finally:
-        distributed.shutdown(dist)
+        distributed.shutdown(dist, finished)
 
 
 def resume_point(run_dir, opts, dist, run_log):

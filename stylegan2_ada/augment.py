@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .ops import conv2d_gradfix, grid_sample_gradfix, upfirdn2d
+from .ops.fir_matrix import apply_separable, reflect_matrix, upfirdn_matrix
 from .persistence import persistent_class
 
 # Orthogonal wavelet low-pass filters (Daubechies' symlets). sym6 is the resampling filter of the
@@ -287,11 +288,13 @@ class AugmentPipe(torch.nn.Module):
         margin = margin.clamp(min=0)
         margin = margin.minimum(torch.tensor([w - 1, h - 1] * 2, dtype=torch.float32, device=device))
         mx0, my0, mx1, my1 = (int(m) for m in margin.ceil().to(torch.int32))
-        images = torch.nn.functional.pad(images, [mx0, mx1, my0, my1], mode='reflect')
         G_inv = _const2d([[1, 0, (mx0 - mx1) / 2], [0, 1, (my0 - my1) / 2], [0, 0, 1]], device) @ G_inv
 
         # Upsample 2x; coordinates double and the even-length filter shifts pixel centres by 1/2.
-        images = upfirdn2d.upsample2d(images, self.Hz_geom, up=2)
+        # Padding and upsampling are one matrix per axis: the padded size changes with every
+        # batch, and matmul, unlike convolution, needs no new kernels per size.
+        images = apply_separable(images, self._pad_upsample_matrix(h, my0, my1, images.dtype),
+                                 self._pad_upsample_matrix(w, mx0, mx1, images.dtype))
         up = _const2d([[2, 0, 0], [0, 2, 0], [0, 0, 1]], device)
         up_inv = _const2d([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]], device)
         G_inv = up @ G_inv @ up_inv
@@ -309,7 +312,21 @@ class AugmentPipe(torch.nn.Module):
         images = grid_sample_gradfix.grid_sample(images, grid)
 
         # Downsample with the time-reversed filter (orthogonal wavelet: identity round trip), crop.
-        return upfirdn2d.downsample2d(images, self.Hz_geom, down=2, padding=-Hz_pad * 2, flip_filter=True)
+        return apply_separable(images, self._crop_downsample_matrix(out_h, Hz_pad * 2, images.dtype),
+                               self._crop_downsample_matrix(out_w, Hz_pad * 2, images.dtype))
+
+    def _pad_upsample_matrix(self, size, pad0, pad1, dtype):
+        """One axis of reflect-pad by (pad0, pad1) then upfirdn2d.upsample2d(up=2, Hz_geom)."""
+        taps = self.Hz_geom.shape[0]
+        up = upfirdn_matrix(self.Hz_geom, size + pad0 + pad1, up=2, pad0=(taps + 1) // 2,
+                            pad1=(taps - 2) // 2, gain=2)
+        return up.to(dtype) @ reflect_matrix(size, pad0, pad1, dtype, self.Hz_geom.device)
+
+    def _crop_downsample_matrix(self, size, crop, dtype):
+        """One axis of upfirdn2d.downsample2d(down=2, padding=-crop, flip_filter=True)."""
+        taps = self.Hz_geom.shape[0]
+        return upfirdn_matrix(self.Hz_geom, size, down=2, pad0=(taps - 1) // 2 - crop,
+                              pad1=(taps - 2) // 2 - crop, flip_filter=True).to(dtype)
 
     def _color(self, images, debug):
         n, c, h, w = images.shape

@@ -84,6 +84,8 @@ def process_device(requested, local_rank):
     if device.type == 'cuda':
         if launched() and int(os.environ['WORLD_SIZE']) > 1:
             device = torch.device('cuda', local_rank)
+        elif device.index is None:   # set_device needs an index: 'cuda' means the current one
+            device = torch.device('cuda', torch.cuda.current_device())
         torch.cuda.set_device(device)
     return device
 
@@ -103,8 +105,13 @@ def init_process(requested_device):
     return Distributed(rank, world_size, local_rank), device
 
 
-def shutdown(dist):
+def shutdown(dist, finished=True):
+    """Leave the process group. After a normal end every rank first waits for the others
+    (rank 0 still writes files): a rank that tears gloo down while a peer is mid-collective can
+    abort both ("terminate called without an active exception"). After an error nobody waits."""
     if dist.active and torch.distributed.is_initialized():
+        if finished:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

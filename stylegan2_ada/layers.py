@@ -32,16 +32,13 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
                            / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
 
-    w = None
-    dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
-
     if not fused_modconv:
+        # The per-sample weights are never built here: their squared norm per output channel is
+        # sum_i styles_i^2 * sum_k weight_oik^2, a small matmul (the same sum as NVIDIA's
+        # w.square().sum(), reordered; building w [N, O, I, k, k] costs more than the conv).
+        dcoefs = None
+        if demodulate:
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
         x = conv2d_resample.conv2d_resample(x=x, w=weight.to(x.dtype), f=resample_filter, up=up,
                                             down=down, padding=padding, flip_weight=flip_weight)
@@ -53,6 +50,10 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
             x = x.add_(noise.to(x.dtype))
         return x
 
+    w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=resample_filter, up=up, down=down,

@@ -18,12 +18,14 @@ import psutil
 import torch
 
 from .augment import AUGPIPE_SPECS, AdaController, AugmentPipe
+from .cpu_allocator import keep_freed_memory
 from .distributed import Distributed, rng_state, seed_process, set_rng_state
 from .errors import UserError
 from .extensions import (ConflictError, Extensions, Iteration, LatentBatch, SnapshotInfo,
                          TickInfo, check_param_groups, owner_of, trainable_mask)
 from .image_grid import save_image_grid
 from .loss import StyleGAN2Loss, render
+from .ops import conv2d_gradfix, grid_sample_gradfix
 from .reparam import chain, resolve_layer, set_weight_reparam
 from .training_stats import TickStats
 
@@ -153,6 +155,17 @@ class TrainingLoop:
         self.run_dir = run_dir
         self.opts = opts
         self.device = torch.device(device)
+        # As NVIDIA's training loop: R1 and path length skip the inner weight gradients, and
+        # R1's double backward through ADA's grid_sample uses our own derivative (torch's CUDA
+        # grid_sampler_2d_backward has none: "derivative ... is not implemented").
+        conv2d_gradfix.enabled = True
+        grid_sample_gradfix.enabled = True
+        if self.device.type == 'cpu':
+            keep_freed_memory()   # page faults on fresh tensors cost as much as small convs
+        else:   # as NVIDIA's training loop: autotuned convolutions, full fp32 (no TF32) maths
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         self.dist = dist or Distributed()
         self.ext = ext = extensions or Extensions()
         self.dataset = dataset

@@ -50,6 +50,7 @@ def _unary(fn):
 
 
 _SQRT2 = math.sqrt(2)
+_HOMOGENEOUS = ('linear', 'relu', 'lrelu')   # act(g * z) = g * act(z) for g > 0
 activation_funcs = {  # name: (func, def_alpha, def_gain, cuda_idx, ref, has_2nd_grad)
     'linear':   ActivationSpec(_linear,                0,   1,      1, '',  False),
     'relu':     ActivationSpec(_unary(F.relu),         0,   _SQRT2, 2, 'y', False),
@@ -80,20 +81,38 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
 
 
 def _bias_act_ref(x, b, dim, act, alpha, gain, clamp):
-    """Reference bias_act from standard ops; differentiable to any order."""
+    """Reference bias_act from standard ops; differentiable to any order.
+
+    For the positively homogeneous activations (linear, relu, lrelu) act(z) * gain equals
+    act(z * gain) when gain > 0, so the gain and the activation are applied in place on the
+    fresh x + b (two new tensors per call instead of four; autograd saves nothing that is
+    overwritten: add and scaling save no tensors, the in-place activation saves its result).
+    """
     assert isinstance(x, torch.Tensor)
     spec = activation_funcs[act]
     alpha = float(alpha if alpha is not None else spec.def_alpha)
     gain = float(gain if gain is not None else spec.def_gain)
     clamp = float(clamp if clamp is not None else -1)
 
+    fresh = False   # whether x is a tensor made here, which may be overwritten
     if b is not None:
         assert isinstance(b, torch.Tensor) and b.ndim == 1
         assert 0 <= dim < x.ndim and b.shape[0] == x.shape[dim]
         x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    x = spec.func(x, alpha=alpha)
-    if gain != 1:
-        x = x * gain
+        fresh = True
+    if act in _HOMOGENEOUS and gain > 0:
+        if gain != 1:
+            x = x.mul_(gain) if fresh else x * gain
+            fresh = True
+        if act == 'lrelu':
+            # In place only for a positive slope, where the result still tells the sign.
+            x = F.leaky_relu(x, alpha, inplace=fresh and alpha > 0)
+        elif act == 'relu':
+            x = F.relu(x, inplace=fresh)
+    else:
+        x = spec.func(x, alpha=alpha)
+        if gain != 1:
+            x = x * gain
     if clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x

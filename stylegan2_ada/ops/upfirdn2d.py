@@ -105,28 +105,39 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     downx, downy = _parse_scaling(down)
     padx0, padx1, pady0, pady1 = _parse_padding(padding)
 
-    # Zero insertion: give every pixel (up-1) zero neighbours to its right and below.
-    x = x.reshape(n, c, h, 1, w, 1)
-    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-    x = x.reshape(n, c, h * upy, w * upx)
+    # Zero insertion: give every pixel (up-1) zero neighbours to its right and below. Without
+    # upsampling this would only copy the input, so it is skipped.
+    if upx > 1 or upy > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape(n, c, h * upy, w * upx)
 
-    # Positive padding pads with zeros, negative padding crops.
-    x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
-    x = x[:, :, max(-pady0, 0):x.shape[2] - max(-pady1, 0),
-          max(-padx0, 0):x.shape[3] - max(-padx1, 0)]
+    # Positive padding pads with zeros, negative padding crops (a view). Symmetric padding of
+    # an image that was not upsampled is left to the convolution, which pads without a copy.
+    conv_pad = (0, 0)
+    if upx == upy == 1 and padx0 == padx1 >= 0 and pady0 == pady1 >= 0:
+        conv_pad = (pady0, padx0)
+    else:
+        if max(padx0, padx1, pady0, pady1) > 0:
+            x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
+        if min(padx0, padx1, pady0, pady1) < 0:
+            x = x[:, :, max(-pady0, 0):x.shape[2] - max(-pady1, 0),
+                  max(-padx0, 0):x.shape[3] - max(-padx1, 0)]
 
     # conv2d correlates, so flip the filter to convolve unless correlation was asked for.
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    # Decimation is the convolution's stride: only the kept outputs are computed.
+    if gain != 1:
+        f = f * (gain ** (f.ndim / 2))
+    f = f.to(x.dtype)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
     f = f[None, None].repeat([c, 1] + [1] * f.ndim)
     if f.ndim == 4:
-        x = conv2d_gradfix.conv2d(x, f, groups=c)
-    else:
-        x = conv2d_gradfix.conv2d(x, f.unsqueeze(2), groups=c)
-        x = conv2d_gradfix.conv2d(x, f.unsqueeze(3), groups=c)
-
-    return x[:, :, ::downy, ::downx]
+        return conv2d_gradfix.conv2d(x, f, stride=(downy, downx), padding=conv_pad, groups=c)
+    x = conv2d_gradfix.conv2d(x, f.unsqueeze(2), stride=(1, downx), padding=(0, conv_pad[1]),
+                              groups=c)
+    return conv2d_gradfix.conv2d(x, f.unsqueeze(3), stride=(downy, 1), padding=(conv_pad[0], 0),
+                                 groups=c)
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):

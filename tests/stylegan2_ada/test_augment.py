@@ -286,6 +286,27 @@ def test_debug_percentile_is_deterministic():
     assert (pipe(x, debug_percentile=0.7) - a).abs().max() > 0.1
 
 
+@pytest.mark.parametrize('margins', [(0, 0, 0, 0), (5, 9, 19, 3), (31, 31, 15, 19)])
+def test_resampling_matrices_are_the_padded_wavelet_convolutions(margins):
+    # _resample pads and up/downsamples by matmul (sizes vary per batch; matmul needs no new
+    # kernels per size): the same numbers as reflect padding + upsample2d / downsample2d.
+    from stylegan2_ada.ops import upfirdn2d
+    from stylegan2_ada.ops.fir_matrix import apply_separable
+    pipe = AugmentPipe(xflip=1)
+    my0, my1, mx0, mx1 = margins
+    x = noise_image(n=2, size=32, seed=4).double()[..., :20]
+    conv = upfirdn2d.upsample2d(torch.nn.functional.pad(x, [mx0, mx1, my0, my1], mode='reflect'),
+                                pipe.Hz_geom, up=2)
+    mat = apply_separable(x, pipe._pad_upsample_matrix(32, my0, my1, x.dtype),
+                          pipe._pad_upsample_matrix(20, mx0, mx1, x.dtype))
+    torch.testing.assert_close(mat, conv, rtol=1e-12, atol=1e-12)
+    y = noise_image(n=2, size=76, seed=5).double()[..., :52]
+    conv = upfirdn2d.downsample2d(y, pipe.Hz_geom, down=2, padding=-6, flip_filter=True)
+    mat = apply_separable(y, pipe._crop_downsample_matrix(76, 6, y.dtype),
+                          pipe._crop_downsample_matrix(52, 6, y.dtype))
+    torch.testing.assert_close(mat, conv, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------- gradients
 
 def test_geometric_augmentation_is_linear_with_exact_adjoint_gradient():

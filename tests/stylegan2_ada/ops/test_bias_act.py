@@ -101,3 +101,27 @@ def test_gradients(act, with_bias, clamp):
     fn = lambda x, b=None: B.bias_act(x, b, act=act, clamp=clamp)
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize('act', ['linear', 'relu', 'lrelu'])
+@pytest.mark.parametrize('with_bias', [True, False])
+@pytest.mark.parametrize('alpha,gain', [(None, None), (None, 1), (-0.1, 2.0), (0.0, 0.5),
+                                        (0.3, -0.5)])
+def test_fast_path_leaves_inputs_alone_and_keeps_gradients(act, with_bias, alpha, gain):
+    # The homogeneous activations run in place on the fresh x + b; the caller's x and b, negative
+    # gains (act(g z) != g act(z)) and non-positive slopes must not be affected by that.
+    x, b = _inputs(3)
+    x.requires_grad_(True)
+    b.requires_grad_(True)
+    x_before, b_before = x.detach().clone(), b.detach().clone()
+    bias = b if with_bias else None
+    y = B.bias_act(x, bias, act=act, alpha=alpha, gain=gain, clamp=0.9)
+    assert torch.equal(x.detach(), x_before) and torch.equal(b.detach(), b_before)
+    a = alpha if alpha is not None else (0.2 if act == 'lrelu' else 0)
+    z = x + b[None, :, None] if with_bias else x
+    ref = (FORMULAS[act](z, a) * (gain if gain is not None else DEF_GAIN.get(act, 1)))
+    torch.testing.assert_close(y, ref.clamp(-0.9, 0.9), rtol=1e-12, atol=1e-12)
+    inputs = (x, b) if with_bias else (x,)
+    fn = lambda x, b=None: B.bias_act(x, b, act=act, alpha=alpha, gain=gain, clamp=0.9)
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
