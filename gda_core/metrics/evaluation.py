@@ -66,7 +66,8 @@ class Evaluation:
     generate(z, c) -> [-1, 1] images; pairs(z) -> (source images, adapted images) for scs (None:
     scs unavailable). data: the reference set (fid, kid, pr; c labels of conditional networks);
     train_data: the clusters of intra_lpips (default: data). detector_paths: {'inception': path,
-    'vgg16': path, 'hed': path}, each optional.
+    'vgg16': path, 'hed': path}, each optional; 'inception' or 'vgg16' may also be a loaded module
+    that follows NVIDIA's call convention (a substitute detector, e.g. benchmarks/adaptation.py's).
     """
 
     def __init__(self, generate, z_dim, c_dim=0, *, pairs=None, data=None, train_data=None, num_real=None,
@@ -87,7 +88,10 @@ class Evaluation:
     # -- detectors and data ---------------------------------------------------------------------
 
     def detector(self, name):
-        return det.load_detector(name, self.detector_paths.get(name), device=self.device)
+        given = self.detector_paths.get(name)
+        if isinstance(given, torch.nn.Module):   # a stand-in with NVIDIA's call convention
+            return given
+        return det.load_detector(name, given, device=self.device)
 
     def dataset(self, which='data'):
         """The reference set ('data') or the training images ('train_data'), opened once."""
@@ -103,6 +107,9 @@ class Evaluation:
         return self._datasets[key]
 
     def _conditions(self, start, stop):
+        infer_c = getattr(self.generate, 'infer_c', None)
+        if infer_c is not None:   # a conditioning plugin's c, seeded per image as `gda generate` does
+            return torch.cat([infer_c(1, self.seed * 1_000_003 + index).cpu() for index in range(start, stop)])
         if self.c_dim == 0:
             return torch.zeros([stop - start, 0])
         if self._labels is None:

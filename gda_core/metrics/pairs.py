@@ -34,6 +34,9 @@ def plugin_pipelines(path, device, truncation_psi=1.0, noise_mode='random', sour
 
     def generate(z, c):
         return host.render(model, z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
+    extensions = getattr(model, 'extensions', None)
+    if extensions is not None and extensions.exclusive('conditioning') is not None:
+        generate.infer_c = model.default_c   # the plugin draws c itself (disp's priors), not labels
 
     def pairs(z):
         return host.pairs(model, z, truncation_psi=truncation_psi, noise_mode='const')

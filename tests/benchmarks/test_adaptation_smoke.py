@@ -1,0 +1,143 @@
+"""benchmarks/adaptation.py: every configuration trains a few iterations through `gda train` on a
+tiny source and gets every metric (so no method silently breaks), and the planning, budget and
+speed bookkeeping by hand."""
+
+import json
+import math
+import pathlib
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gda_core.plugins import default_manager
+
+import adaptation as AD  # by name: see conftest.py
+import helpers_plugins as HP
+
+
+
+
+fast_cpu, tiny = HP.make_fixtures()
+
+
+class StandInVGG(torch.nn.Module):
+    """Plays NVIDIA's vgg16.pt (features and LPIPS features), so disp and rssa's LPIPS run."""
+
+    def forward(self, x, return_features: bool = False, return_lpips: bool = False,
+                resize_images: bool = True):
+        pooled = torch.nn.functional.avg_pool2d(x / 255, 4)
+        if return_lpips:
+            return pooled / (pooled.square().sum(1, keepdim=True) + 1e-10).sqrt()
+        return pooled.flatten(1)
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    """One shortened benchmark over every configuration (2 iterations each), run once."""
+    root = tmp_path_factory.mktemp('bench')
+    source = HP.write_source(root / 'source.pkl')
+    target = HP.write_images(root / 'target', count=6)
+    heldout = HP.write_images(root / 'heldout', count=8, seed=1)
+    vgg = root / 'vgg16-standin.pt'
+    with warnings.catch_warnings():   # torch 2.13 deprecates TorchScript; NVIDIA's files are TorchScript
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.jit.save(torch.jit.script(StandInVGG()), str(vgg))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('GDA_CACHE_DIR', str(root / 'cache'))
+        mp.setenv('GDA_VGG16', str(vgg))
+        result = CliRunner().invoke(AD.main, [
+            '--source', source, '--data', target, '--heldout', str(heldout), '--iters', '2',
+            '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process', '--smoke',
+            '--workdir', str(root / 'work'), '--out', str(root / 'out')])
+    return root, result
+
+
+def test_every_configuration_trains_and_gets_every_metric(smoke):
+    root, result = smoke
+    assert result.exit_code == 0, result.output
+    data = json.loads((root / 'out' / 'adaptation.json').read_text())
+    rows = {row['config']: row for row in data['rows']}
+    assert list(rows) == AD.CONFIG_NAMES
+    installed = set(default_manager().plugins)
+    for name, row in rows.items():
+        config = next(c for c in AD.CONFIGS if c.name == name)
+        if not set(config.plugins) <= installed:
+            assert row['status'].startswith('skipped: plugin'), row
+            continue
+        assert row['status'] == 'ok', (name, row['status'])
+        for key in ('kid', 'fid', 'intra_lpips', 'scs', 'sec_per_kimg'):
+            assert math.isfinite(row[key]), (name, key, row)
+        assert 0 <= row['scs'] <= 1 and row['intra_lpips'] >= 0
+    # Same budget and seed for all: 2 iterations of batch 4 each, seed 0.
+    for run in data['runs']:
+        assert '--iters 2 --kimg 0.008 --batch 4 --seed 0' in run['command'], run['command']
+        assert pathlib.Path(run['snapshot']).name == 'network-snapshot-000000.pkl'
+        assert json.loads((pathlib.Path(run['snapshot']).parent / 'stats.jsonl').read_text()
+                          .splitlines()[-1])['iteration'] == 2
+    # rssa rows share one inversion.
+    assert data['rssa_inversion']['status'] == 'ok'
+    assert all('--rssa-codes' in run['command'] for run in data['runs'] if 'rssa' in run['plugins'])
+    assert data['reference']['source']['scs'] == 1.0 and math.isfinite(data['reference']['source']['kid'])
+    markdown = (root / 'out' / 'adaptation.md').read_text()
+    assert 'Substitute detector' in markdown and '| idc+patchd |' in markdown
+    assert '--iters 2' in data['command'] and '--smoke' in data['command']
+
+
+def test_every_installed_gda_plugin_is_benchmarked():
+    """A new built-in method plugin must get a row (and so this smoke test)."""
+    ours = {name for name, plugin in default_manager().plugins.items() if plugin.distribution == 'gda'}
+    covered = {name for config in AD.CONFIGS for name in config.plugins}
+    assert ours <= covered, sorted(ours - covered)
+
+
+def test_planning_skips_missing_plugins_and_marks_missing_weights():
+    configs = AD.parse_configs('baseline,disp,idc+patchd,rssa,foo')
+    planned = AD.plan(configs, installed={'disp', 'idc', 'patchd', 'rssa'}, broken={},
+                      available=lambda name: False)
+    status = {config.name: (state, notes) for config, state, notes in planned}
+    assert status['baseline'][0] == 'run' and status['idc+patchd'][0] == 'run'
+    assert status['disp'][0] == 'not run: needs vgg16.pt (VGG16), not available offline'
+    assert status['foo'][0] == 'skipped: plugin foo is not installed'
+    assert status['rssa'][0] == 'run' and 'with MSE only (vgg16.pt unavailable)' in status['rssa'][1][-1]
+    planned = AD.plan(AD.parse_configs('disp'), installed=set(), broken={'disp': 'ImportError: x'},
+                      available=lambda name: True)
+    assert planned[0][1] == 'skipped: disp failed to load (ImportError: x)'
+    assert AD.plan(AD.parse_configs('disp'), {'disp'}, {}, lambda name: True)[0][1] == 'run'
+
+
+@pytest.mark.parametrize('text', ['idc+', '+patchd', 'baseline+idc'])
+def test_unreadable_configs_are_a_one_line_usage_error(text, tmp_path):
+    result = CliRunner().invoke(AD.main, ['--configs', text, '--source', __file__])
+    assert result.exit_code == 2
+    assert 'Invalid value for --configs' in result.output and 'Traceback' not in result.output
+
+
+def test_loop_speed_leaves_out_the_first_tick(tmp_path):
+    stats = tmp_path / 'stats.jsonl'
+    entries = [dict(tick=1, kimg=0.4, iteration=100, time=50.0),
+               dict(tick=2, kimg=0.8, iteration=200, time=70.0),
+               dict(tick=3, kimg=1.2, iteration=300, time=90.0)]
+    stats.write_text('\n'.join(json.dumps(e) for e in entries) + '\n')
+    assert AD.loop_speed(stats) == pytest.approx((40 / 0.8, 40 / 200))
+    stats.write_text(json.dumps(entries[0]) + '\n')
+    assert AD.loop_speed(stats) == pytest.approx((50 / 0.4, 50 / 100))
+
+
+def test_metrics_condition_a_disp_snapshot_on_its_priors_not_on_labels(smoke):
+    """gda_core.metrics renders a snapshot whose plugin conditions G (disp) with the plugin's own
+    c, per image as `gda generate` seeds it; the label-less reference set is no obstacle."""
+    from gda_core.generate import open_model
+    from gda_core.metrics.evaluation import Evaluation
+    from gda_core.metrics.pairs import plugin_pipelines
+    root, result = smoke
+    data = json.loads((root / 'out' / 'adaptation.json').read_text())
+    run = next(r for r in data['runs'] if r['config'] == 'disp')
+    generate, _ = plugin_pipelines(run['snapshot'], torch.device('cpu'))
+    model = open_model(run['snapshot'])
+    ev = Evaluation(generate, model.G.z_dim, model.G.c_dim, data=str(root / 'heldout'), seed=7)
+    c = ev._conditions(3, 6)
+    assert c.shape == (3, model.G.c_dim) and model.G.c_dim > 0
+    assert torch.equal(c, torch.cat([model.default_c(1, 7 * 1_000_003 + i) for i in (3, 4, 5)]))
+    assert not torch.equal(c[0], c[1])
