@@ -437,7 +437,8 @@ def markdown(result):
         lines += ['', f'rssa\'s target codes: `{inversion["command"]}`, {inversion["status"]}, '
                   f'{inversion["wall_s"]:.0f} s, once for all rssa rows (not in their times).']
     lines += ['', '**Columns.** KID, FID: substitute embedding of generated vs held-out images '
-              '(gda_core.metrics kid/fid). intra-LPIPS: CDC\'s intra-cluster protocol with the '
+              '(gda_core.metrics kid/fid; KID as computed, not scaled by 10^3, in the embedding\'s '
+              'own units). ± is the standard deviation over seeds. intra-LPIPS: CDC\'s intra-cluster protocol with the '
               'substitute\'s unit-weight LPIPS, clusters = the 10 shots. SCS: RSSA\'s score with '
               'Sobel edges, source vs adapted for the same z. sec/kimg: the training loop\'s '
               'wall-clock rate after the first tick, one CPU thread per run on a shared machine. '
