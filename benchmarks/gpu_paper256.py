@@ -69,8 +69,11 @@ def random_target(folder, resolution, count=10, seed=0):
 
 
 def peak_gpu_gb(run_dir):
+    """(peak over the run, peak after the first tick) of the ticks' gpumem, each tick's own peak:
+    the first tick also holds one-time costs (cuDNN's autotuning with its workspaces)."""
     entries = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl')) if line.strip()]
-    return max((entry.get('gpumem_gb', 0.0) for entry in entries), default=None)
+    peaks = [entry.get('gpumem_gb', 0.0) for entry in entries]
+    return (max(peaks, default=None), max(peaks[1:], default=None))
 
 
 def markdown(result):
@@ -86,17 +89,19 @@ def markdown(result):
     lines += [f'Target: `{p["data"]}`; reference: `{p["heldout"]}`  ',
               f'Budget: {p["iters"]} iterations at batch {adaptation.BATCH}, seeds '
               f'{", ".join(map(str, p["seeds"]))}', '',
-              '| method | sec/kimg | peak GPU (GB) | peak RSS (MB) | KID ↓ | FID ↓ | intra-LPIPS ↑ | SCS ↑ | status / notes |',
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+              '| method | sec/kimg | peak GPU (GB) | after tick 1 (GB) | peak RSS (MB) | KID ↓ | FID ↓ | intra-LPIPS ↑ | SCS ↑ | status / notes |',
+              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     fmt = adaptation.fmt
     for row in result['rows']:
         notes = '; '.join(([] if row['status'] == 'ok' else [row['status']]) + row['notes'])
         lines.append(f'| {row["config"]} | {fmt(row.get("sec_per_kimg"), 1)} | '
-                     f'{fmt(row.get("peak_gpu_gb"), 2)} | {fmt(row.get("peak_rss_mb"), 0)} | '
+                     f'{fmt(row.get("peak_gpu_gb"), 2)} | {fmt(row.get("steady_gpu_gb"), 2)} | '
+                     f'{fmt(row.get("peak_rss_mb"), 0)} | '
                      f'{fmt(row.get("kid"), 4)} | {fmt(row.get("fid"), 2)} | '
                      f'{fmt(row.get("intra_lpips"), 3)} | {fmt(row.get("scs"), 3)} | {notes or "ok"} |')
     lines += ['', 'sec/kimg: the training loop\'s rate after the first tick. Peak GPU: torch\'s '
-              'max_memory_allocated in the training process (0 on a CPU). Metrics: NVIDIA\'s '
+              'max_memory_allocated in the training process (0 on a CPU), over the whole run and '
+              'over the ticks after the first (which holds cuDNN\'s autotuning). Metrics: NVIDIA\'s '
               'Inception (FID, KID against the reference set) and VGG16 (intra-LPIPS, clusters = the '
               'training images); SCS with Sobel edges.', '']
     return '\n'.join(lines)
@@ -106,9 +111,10 @@ def save_results(out, command, protocol, records, planned, inversion):
     """gpu_paper256.json and .md from the runs so far (rows not yet run say so); the result."""
     rows = adaptation.summarise(records, planned)
     for row in rows:
-        values = [r['train']['peak_gpu_gb'] for r in records
-                  if r['config'] == row['config'] and r['train'].get('peak_gpu_gb') is not None]
-        row['peak_gpu_gb'] = max(values) if values else None
+        for key in ('peak_gpu_gb', 'steady_gpu_gb'):
+            values = [r['train'][key] for r in records
+                      if r['config'] == row['config'] and r['train'].get(key) is not None]
+            row[key] = max(values) if values else None
     result = dict(command=command, date=datetime.datetime.now().isoformat(timespec='seconds'),
                   protocol=protocol, rows=rows, runs=records, rssa_inversion=inversion)
     adaptation.write_results(out, 'gpu_paper256', result, markdown(result))
@@ -185,7 +191,8 @@ def main(source, data, heldout, configs, iters, seeds, num_gen, num_pairs, rando
             log(f'Training {config.name} (seed {seed}, {iters} iterations) ...')
             record = adaptation.train_one(config, seed, opts)
             if record['status'] == 'ok':
-                record['train']['peak_gpu_gb'] = peak_gpu_gb(os.path.dirname(record['snapshot']))
+                record['train']['peak_gpu_gb'], record['train']['steady_gpu_gb'] = \
+                    peak_gpu_gb(os.path.dirname(record['snapshot']))
                 if not random_init:
                     record['metrics'] = adaptation.results_of(gda_metrics.evaluate_network(
                         record['snapshot'], METRICS, data=heldout, train_data=data, seed=seed,

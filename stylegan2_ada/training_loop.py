@@ -671,6 +671,8 @@ class TrainingLoop:
                          augment=(float(self.augment_pipe.p) if self.augment_pipe is not None
                                   else 0.0),
                          losses=losses)
+            if self.device.type == 'cuda':   # as NVIDIA's: gpumem is each tick's own peak
+                torch.cuda.reset_peak_memory_stats(self.device)
             entry.update(self._tick_callbacks(losses))
             snap = opts.get('snap', 50)
             snapshot_due = self.done() or bool(snap) and self.tick % snap == 0   # 0: at the end only

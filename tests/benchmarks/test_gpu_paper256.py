@@ -23,7 +23,7 @@ def test_tiny_dry_run_trains_each_configuration_and_reports_speed_and_memory(tmp
     assert [row['config'] for row in data['rows']] == ['baseline', 'idc']
     for row in data['rows']:
         assert row['status'] == 'ok' and row['sec_per_kimg'] > 0 and row['peak_rss_mb'] > 100
-        assert row['peak_gpu_gb'] == 0.0 and 'kid' not in row          # CPU; random weights: no metrics
+        assert row['peak_gpu_gb'] == row['steady_gpu_gb'] == 0.0 and 'kid' not in row   # CPU; random weights: no metrics
     for run in data['runs']:
         assert '--device cpu' in run['command'] and '--iters 2' in run['command']
     table = (tmp_path / 'out' / 'gpu_paper256.md').read_text()
