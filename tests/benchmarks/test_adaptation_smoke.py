@@ -141,3 +141,13 @@ def test_metrics_condition_a_disp_snapshot_on_its_priors_not_on_labels(smoke):
     assert c.shape == (3, model.G.c_dim) and model.G.c_dim > 0
     assert torch.equal(c, torch.cat([model.default_c(1, 7 * 1_000_003 + i) for i in (3, 4, 5)]))
     assert not torch.equal(c[0], c[1])
+
+
+def test_rows_not_yet_run_say_so_in_a_partial_table():
+    """The tables are rewritten after every run: a row whose run has not happened yet must not
+    read as 'ok' with empty numbers."""
+    planned = AD.plan(AD.parse_configs('baseline,idc'), {'idc'}, {}, lambda name: True)
+    done = dict(config='baseline', status='ok', metrics=dict(kid=1.0), train=dict(sec_per_kimg=5.0))
+    rows = {row['config']: row for row in AD.summarise([done], planned)}
+    assert rows['baseline']['status'] == 'ok' and rows['baseline']['kid'] == 1.0
+    assert rows['idc']['status'].startswith('not finished') and 'kid' not in rows['idc']
