@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import substitute_detector  # noqa: E402  (a sibling module of this script)
+import machine_info  # noqa: E402  (sibling modules of this script)
+import substitute_detector  # noqa: E402
 
 import stylegan2_ada  # noqa: E402
 from gda_core import demo_data  # noqa: E402
@@ -391,6 +392,11 @@ def write_results(out, stem, result, table):
         os.replace(os.path.join(out, name + '.tmp'), os.path.join(out, name))
 
 
+def row_notes(row):
+    """A table row's last cell: its status unless 'ok', then its notes ('ok' if neither)."""
+    return '; '.join(([] if row['status'] == 'ok' else [row['status']]) + row['notes']) or 'ok'
+
+
 def fmt(value, digits=3, std=None):
     if value is None:
         return '-'
@@ -416,12 +422,11 @@ def markdown(result):
     lines.append(f'| *source, not adapted* | {fmt(src["kid"])} | {fmt(src["fid"], 2)} | '
                  f'{fmt(src["intra_lpips"])} | 1 | - | - | reference row |')
     for row in result['rows']:
-        notes = '; '.join(([] if row['status'] == 'ok' else [row['status']]) + row['notes'])
         lines.append(f'| {row["config"]} | {fmt(row.get("kid"), 3, row.get("kid_std"))} | '
                      f'{fmt(row.get("fid"), 2, row.get("fid_std"))} | '
                      f'{fmt(row.get("intra_lpips"), 3, row.get("intra_lpips_std"))} | '
                      f'{fmt(row.get("scs"), 3, row.get("scs_std"))} | {fmt(row.get("sec_per_kimg"), 0)} | '
-                     f'{fmt(row.get("peak_rss_mb"), 0)} | {notes or "ok"} |')
+                     f'{fmt(row.get("peak_rss_mb"), 0)} | {row_notes(row)} |')
     ref = result['reference']
     lines += ['', 'Reference sets, same detector: the 10 shots themselves vs the held-out images '
               f'KID {fmt(ref["ten_shots"]["kid"])} (FID {fmt(ref["ten_shots"]["fid"], 2)}); one half '
@@ -448,12 +453,7 @@ def markdown(result):
 
 
 def machine():
-    try:
-        cpu = next(line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
-                   if line.startswith('model name'))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or 'unknown CPU'
-    return f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}'
+    return f'{machine_info.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}'
 
 
 def load_average():

@@ -93,12 +93,12 @@ def markdown(result):
               '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     fmt = adaptation.fmt
     for row in result['rows']:
-        notes = '; '.join(([] if row['status'] == 'ok' else [row['status']]) + row['notes'])
         lines.append(f'| {row["config"]} | {fmt(row.get("sec_per_kimg"), 1)} | '
                      f'{fmt(row.get("peak_gpu_gb"), 2)} | {fmt(row.get("steady_gpu_gb"), 2)} | '
                      f'{fmt(row.get("peak_rss_mb"), 0)} | '
                      f'{fmt(row.get("kid"), 4)} | {fmt(row.get("fid"), 2)} | '
-                     f'{fmt(row.get("intra_lpips"), 3)} | {fmt(row.get("scs"), 3)} | {notes or "ok"} |')
+                     f'{fmt(row.get("intra_lpips"), 3)} | {fmt(row.get("scs"), 3)} | '
+                     f'{adaptation.row_notes(row)} |')
     lines += ['', 'sec/kimg: the training loop\'s rate after the first tick. Peak GPU: torch\'s '
               'max_memory_allocated in the training process (0 on a CPU), over the whole run and '
               'over the ticks after the first (which holds cuDNN\'s autotuning). Metrics: NVIDIA\'s '

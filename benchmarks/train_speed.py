@@ -24,7 +24,6 @@ Writes benchmarks/results/train_speed.json and .md (or --out).
 """
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -41,6 +40,7 @@ import numpy as np
 import psutil
 import torch
 
+from machine_info import cpu_model  # a sibling module (the script's folder is on sys.path)
 from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_config import resolve
 from stylegan2_ada.training_loop import TrainingLoop
@@ -243,14 +243,6 @@ def _busy_cpu():
     times = psutil.cpu_times()
     return times.user + times.nice + times.system + getattr(times, 'irq', 0) + \
         getattr(times, 'softirq', 0)
-
-
-def cpu_model():
-    with contextlib.suppress(OSError):
-        for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    return platform.processor()
 
 
 def summarise(name, blocks):

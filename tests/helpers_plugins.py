@@ -91,14 +91,10 @@ class FastCPU:
         torch.backends.mkldnn.enabled = self.saved[1]
 
 
-def make_fixtures():
-    """(fast_cpu, tiny) fixtures for a test module: `fast_cpu, tiny = HP.make_fixtures()`."""
+def tiny_fixture():
+    """The module's `tiny` fixture: `tiny = HP.tiny_fixture()`. (One thread and no oneDNN, which
+    tiny networks want, hold for the whole suite: tests/conftest.py.)"""
     import pytest
-
-    @pytest.fixture(autouse=True, scope='module')
-    def fast_cpu():
-        with FastCPU():
-            yield
 
     @pytest.fixture(scope='module')
     def tiny(tmp_path_factory):
@@ -106,5 +102,5 @@ def make_fixtures():
         root = tmp_path_factory.mktemp('tiny')
         return write_images(root / 'data'), write_source(root / 'source.pkl')
 
-    return fast_cpu, tiny
+    return tiny
 

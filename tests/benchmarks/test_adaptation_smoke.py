@@ -19,7 +19,7 @@ import helpers_plugins as HP
 
 
 
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 
 class StandInVGG(torch.nn.Module):

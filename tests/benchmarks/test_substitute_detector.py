@@ -23,7 +23,7 @@ import substitute_detector as SD
 
 
 
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 
 def random_images(count, res=32, seed=0):

@@ -29,7 +29,7 @@ _HELPERS = pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py'
 _spec = importlib.util.spec_from_file_location('helpers_plugins', _HELPERS)
 HP = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(HP)
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 COMMON = ['--batch', 4, '--tick', 0.008, '--snap', 1, '--aug', 'ada', '--p', 0.2,
           '--plugin', 'stateful']

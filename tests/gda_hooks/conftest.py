@@ -36,12 +36,6 @@ def hp():
     return HP
 
 
-@pytest.fixture(autouse=True, scope='session')
-def fast_cpu():
-    with HP.FastCPU():
-        yield
-
-
 @pytest.fixture(scope='session')
 def tiny(tmp_path_factory):
     """(data folder of 6 images, tiny source snapshot path)."""

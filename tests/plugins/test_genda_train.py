@@ -22,7 +22,7 @@ _spec = importlib.util.spec_from_file_location(
     'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
 HP = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(HP)
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 
 def train(tiny, outdir, *args, iters=3):

@@ -20,7 +20,7 @@ _spec = importlib.util.spec_from_file_location(
 CDC = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(CDC)
 HP = CDC.HP
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 
 def idc_run(monkeypatch, tmp_path, tiny, **options):

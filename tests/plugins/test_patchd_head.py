@@ -19,7 +19,6 @@ _spec = importlib.util.spec_from_file_location(
     'helpers_cdc', pathlib.Path(__file__).resolve().parent / 'helpers_cdc.py')
 CDC = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(CDC)
-fast_cpu, _ = CDC.HP.make_fixtures()
 
 
 def small_D(resolution, **kwargs):

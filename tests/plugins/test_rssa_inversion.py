@@ -27,7 +27,7 @@ def _load(name, path):
 
 HP = _load('helpers_plugins', TESTS / 'helpers_plugins.py')
 standins = _load('standins', TESTS / 'gda_core' / 'metrics' / 'standins.py')
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 
 @pytest.fixture

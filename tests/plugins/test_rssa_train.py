@@ -35,7 +35,7 @@ def _load(name, path):
 
 HP = _load('helpers_plugins', TESTS / 'helpers_plugins.py')
 standins = _load('standins', TESTS / 'gda_core' / 'metrics' / 'standins.py')
-fast_cpu, tiny = HP.make_fixtures()
+tiny = HP.tiny_fixture()
 
 QUICK = ['--rssa-invert-steps', '2', '--rssa-lpips', 'off']
 
