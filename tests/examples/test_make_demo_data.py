@@ -54,17 +54,21 @@ def read_png(data):
 
 # -- selection --------------------------------------------------------------------------------------
 
-def test_select_faces_keeps_round_faces_both_vendors_draw_in_sort_order(demo):
-    entries = [entry('wink', 12), entry('grinning', 1),
-               entry('robot_face', 118, subcategory='face-costume'),
-               entry('skull', 109, subcategory='face-negative'),
-               entry('imp', 108, subcategory='face-negative'),
-               entry('smiley_cat', 119, subcategory='cat-face'),
-               entry('heart', 140, subcategory='heart'),
-               entry('dog', 500, subcategory='face-animal', category='Animals & Nature'),
+def test_select_emoji_keeps_what_both_vendors_draw_with_skin_tones_after_their_base(demo):
+    wave = entry('wave', 20, subcategory='hand-fingers-open', category='People & Body')
+    wave['skin_variations'] = {
+        '1F3FC': dict(unified='1F44B-1F3FC', image='wave-1f3fc.png', has_img_google=True, has_img_twitter=True),
+        '1F3FB': dict(unified='1F44B-1F3FB', image='wave-1f3fb.png', has_img_google=True, has_img_twitter=True),
+        '1F3FD': dict(unified='1F44B-1F3FD', image='wave-1f3fd.png', has_img_google=True, has_img_twitter=False)}
+    entries = [entry('wink', 12), wave, entry('grinning', 1),
+               entry('dog', 500, subcategory='animal-mammal', category='Animals & Nature'),
                entry('melting_face', 11, twitter=False)]
-    names = [face['short_name'] for face in demo.select_faces(entries, ('google', 'twitter'))]
-    assert names == ['grinning', 'wink', 'imp']
+    chosen = demo.select_emoji(entries, ('google', 'twitter'))
+    assert [image['short_name'] for image in chosen] == ['grinning', 'wink', 'wave', 'wave-1f3fb',
+                                                         'wave-1f3fc', 'dog']
+    variant = chosen[3]
+    assert (variant['image'], variant['unified'], variant['skin']) == ('wave-1f3fb.png', '1F44B-1F3FB', '1F3FB')
+    assert variant['category'] == 'People & Body' and 'skin_variations' not in chosen[2]
 
 
 def test_split_shots_follows_the_listed_order_and_holds_out_the_rest(demo):
@@ -176,7 +180,7 @@ def test_check_licence_refuses_an_unstated_licence_or_another_package(demo):
 def fake_packages(demo, cache, names):
     """Tarballs shaped like the real ones (emoji.json, README, package.json, 64x64 PNGs)."""
     catalogue = [entry(name, index + 1) for index, name in enumerate(names)]
-    catalogue.append(entry('robot_face', 999, subcategory='face-costume'))
+    catalogue.append(entry('robot_face', 999, twitter=False))   # not drawn by the target vendor
     artworks = {}
     for artwork, colour in ((demo.SOURCE, (250, 200, 0)), (demo.TARGET, (255, 204, 77))):
         members = {'package/README.md': README.encode(),
@@ -196,7 +200,7 @@ def fake_packages(demo, cache, names):
 
 
 def test_build_writes_target_heldout_source_licences_and_provenance(demo, tmp_path, monkeypatch):
-    cache, out, ship = (str(tmp_path / name) for name in ('cache', 'out', 'ship'))
+    cache, ship = (str(tmp_path / name) for name in ('cache', 'ship'))
     os.makedirs(cache)
     names = list(demo.SHOTS) + ['held_a', 'held_b', 'held_c']
     artworks, spdx = fake_packages(demo, cache, names)
@@ -207,20 +211,19 @@ def test_build_writes_target_heldout_source_licences_and_provenance(demo, tmp_pa
     def no_npm(*args, **kwargs):
         raise AssertionError('npm must not run when the tarballs are cached')
 
-    record = demo.build(cache, out, ship, run=no_npm, log=lambda line: None)
+    record = demo.build(cache, ship, run=no_npm, log=lambda line: None)
 
     target = sorted(os.listdir(os.path.join(ship, demo.TARGET_DIR)))
     assert target == [f'{index:02d}-{name}.png' for index, name in enumerate(demo.SHOTS)]
     assert len(ImageFolderDataset(os.path.join(ship, demo.HELDOUT_ZIP))) == 3
-    source = ImageFolderDataset(os.path.join(out, demo.SOURCE_ZIP))
+    source = ImageFolderDataset(os.path.join(ship, demo.SOURCE_ZIP))
     assert len(source) == 13 and source.resolution == 32
     roles = [image['role'] for image in record['images']]
     assert roles.count('source') == 13 and roles.count('target') == 10 and roles.count('heldout') == 3
     heldout = [image['short_name'] for image in record['images'] if image['role'] == 'heldout']
-    assert heldout == ['held_a', 'held_b', 'held_c']      # robot_face (face-costume) left out
+    assert heldout == ['held_a', 'held_b', 'held_c']      # robot_face (no Twitter image) left out
     for image in record['images']:
-        folder = out if image['role'] == 'source' else ship
-        assert hashlib.sha256(demo.output_bytes(folder, image['output'])).hexdigest() == image['output_sha256']
+        assert hashlib.sha256(demo.output_bytes(ship, image['output'])).hexdigest() == image['output_sha256']
     tarball = pathlib.Path(cache, artworks['twitter'].package.tarball).read_bytes()
     twitter = next(p for p in record['packages'] if p['name'] == 'emoji-datasource-twitter')
     assert twitter['sha256'] == hashlib.sha256(tarball).hexdigest()

@@ -1,5 +1,6 @@
-"""examples/demo/train_source.sh's chunking, with a stand-in for `gda` that records its calls and
-writes snapshots: from scratch, chained warm restarts without --resume, exact --resume with it."""
+"""examples/demo/train_source.sh with stand-ins for `gda` and python that record their calls: a new
+run from scratch with the demo source's settings, `--resume` of that run on every later call, a run
+stopped before its first snapshot set aside, and --status measuring the newest run."""
 
 import os
 import pathlib
@@ -10,34 +11,19 @@ import pytest
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'demo' / 'train_source.sh'
 
-# The stand-in: `gda train --help` mentions --resume only when FAKE_RESUME=1; a training call
-# "trains" FAKE_STEP kimg (at most what it was asked for) and writes that snapshot.
+# The stand-in gda: a new run makes RUN_DIR and, unless FAKE_NO_SNAPSHOT=1, a first snapshot.
 FAKE_GDA = r'''#!/usr/bin/env bash
 set -eu
 echo "$*" >> "$FAKE_LOG"
-if [ "$2" = "--help" ]; then
-    echo "Options: --data --source"; [ "${FAKE_RESUME:-0}" = 1 ] && echo "  --resume RUN_DIR"
-    exit 0
-fi
-args=("$@"); outdir=""; desc=""; kimg=0; resume=""
+args=("$@"); outdir=""; desc=""
 for ((i = 0; i < ${#args[@]}; i++)); do
-    case "${args[i]}" in
-        --outdir) outdir=${args[i+1]};; --desc) desc=${args[i+1]};;
-        --kimg) kimg=${args[i+1]};; --resume) resume=${args[i+1]};;
-    esac
+    case "${args[i]}" in --outdir) outdir=${args[i+1]};; --desc) desc=${args[i+1]};; esac
 done
-if [ -n "$resume" ]; then
-    run=$resume
-    last=$(ls "$run"/network-snapshot-*.pkl | sort | tail -n 1); last=$(basename "$last" .pkl)
-    kimg=$(cat "$run/goal"); now=$((10#${last##*-} + FAKE_STEP))
-else
+if [ -n "$outdir" ]; then
     n=$(ls -d "$outdir"/*/ 2>/dev/null | wc -l); run=$(printf '%s/%05d-%s' "$outdir" "$n" "$desc")
-    mkdir -p "$run"; echo "$kimg" > "$run/goal"; now=$FAKE_STEP
+    mkdir -p "$run"
+    [ "${FAKE_NO_SNAPSHOT:-0}" = 1 ] || touch "$run/network-snapshot-000004.pkl"
 fi
-[ "$now" -gt "$kimg" ] && now=$kimg
-touch "$(printf '%s/network-snapshot-%06d.pkl' "$run" "$now")"
-[ "$now" -lt "$kimg" ] && exit 3   # "killed" before the end
-exit 0
 '''
 
 
@@ -46,10 +32,13 @@ def env(tmp_path):
     fake = tmp_path / 'gda'
     fake.write_text(FAKE_GDA)
     fake.chmod(0o755)
-    data = tmp_path / 'faces.zip'
+    python = tmp_path / 'python'
+    python.write_text('#!/usr/bin/env bash\necho "python $*" >> "$FAKE_LOG"\n')
+    python.chmod(0o755)
+    data = tmp_path / 'emoji.zip'
     data.write_bytes(b'not read by the stand-in')
-    return dict(os.environ, GDA=str(fake), DATA=str(data), FAKE_LOG=str(tmp_path / 'calls'),
-                TOTAL_KIMG='10', FAKE_STEP='4', NICE='0')
+    return dict(os.environ, GDA=str(fake), PYTHON=str(python), DATA=str(data),
+                FAKE_LOG=str(tmp_path / 'calls'), TOTAL_KIMG='10', NICE='0')
 
 
 def run(env, work, *extra):
@@ -58,40 +47,29 @@ def run(env, work, *extra):
 
 
 def calls(env):
-    return [line for line in pathlib.Path(env['FAKE_LOG']).read_text().splitlines()
-            if '--help' not in line]
+    return pathlib.Path(env['FAKE_LOG']).read_text().splitlines()
 
 
-@pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
-def test_chunks_chain_warm_restarts_without_resume_until_the_total(env, tmp_path):
+pytestmark = pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
+
+
+def test_first_call_trains_from_scratch_with_the_cifar_based_settings(env, tmp_path):
+    assert run(env, tmp_path / 'work').returncode == 0
+    first = calls(env)[0]
+    for needed in ('--source none', '--cfg cifar', '--cbase 2048 --cmax 256 --zdim 256',
+                   '--ada-kimg 100', '--kimg 10', f'--data {env["DATA"]}'):
+        assert needed in first
+
+
+def test_later_calls_resume_the_same_run(env, tmp_path):
     work = tmp_path / 'work'
-    first = run(env, work)
-    assert first.returncode == 3                     # the chunk was "killed" after 4 kimg
-    assert '--source none' in calls(env)[0] and '--kimg 10' in calls(env)[0]
-    assert '--cbase 2048 --cmax 128' in calls(env)[0]
-    second = run(env, work)                          # run again: continue from the snapshot
-    assert second.returncode == 3
-    assert f'--source {work}/runs/00000-demo-source/network-snapshot-000004.pkl' in calls(env)[1]
-    assert '--kimg 6' in calls(env)[1] and '--cbase' not in calls(env)[1]
-    third = run(env, work)
-    assert third.returncode == 0 and 'done: 10 kimg' in third.stdout
-    assert '--kimg 2' in calls(env)[2] and len(calls(env)) == 3
-    status = run(env, work, '--status')
-    assert 'kimg saved: 10 of 10' in status.stdout
-
-
-@pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
-def test_resume_continues_the_same_run_when_gda_has_it(env, tmp_path):
-    work = tmp_path / 'work'
-    assert run(env, work).returncode == 3
-    env['FAKE_RESUME'] = '1'
-    assert run(env, work).returncode == 3
-    assert calls(env)[1] == f'train --resume {work}/runs/00000-demo-source'
+    run(env, work)
     assert run(env, work).returncode == 0
-    assert len(calls(env)) == 3 and sorted(os.listdir(work / 'runs')) == ['00000-demo-source']
+    assert calls(env)[1] == f'train --resume {work}/runs/00000-demo-source --kimg 10'
+    assert sorted(os.listdir(work / 'runs')) == ['00000-demo-source']
+    assert len((work / 'commands.log').read_text().splitlines()) == 2
 
 
-@pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
 def test_a_run_stopped_before_its_first_snapshot_is_set_aside(env, tmp_path):
     work = tmp_path / 'work'
     (work / 'runs' / '00000-demo-source').mkdir(parents=True)
@@ -99,3 +77,12 @@ def test_a_run_stopped_before_its_first_snapshot_is_set_aside(env, tmp_path):
     assert 'setting aside' in result.stdout
     assert (work / 'runs' / '00000-demo-source-empty').is_dir()
     assert '--source none' in calls(env)[0]
+
+
+def test_status_measures_the_newest_run(env, tmp_path):
+    work = tmp_path / 'work'
+    assert 'no run' in run(env, work, '--status').stdout
+    run(env, work)
+    assert run(env, work, '--status').returncode == 0
+    assert calls(env)[-1] == (f'python examples/demo/source_diversity.py {work}/runs/00000-demo-source '
+                              f'--data {env["DATA"]} --log {work}/diversity.jsonl')

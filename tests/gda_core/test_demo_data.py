@@ -38,15 +38,23 @@ def test_ten_target_images_of_32x32_rgb_as_listed_in_provenance():
     assert (len(dataset), dataset.resolution, dataset.num_channels) == (10, 32, 3)
 
 
-def test_heldout_images_are_the_other_twemoji_faces():
+def test_heldout_images_are_every_other_twemoji_emoji():
     dataset = ImageFolderDataset(demo_data.HELDOUT_ZIP)
     heldout = images('heldout')
     assert (len(dataset), dataset.resolution, dataset.num_channels) == (len(heldout), 32, 3)
-    assert len(heldout) >= 50
+    assert len(heldout) == 3776
     target = {image['short_name'] for image in images('target')}
     assert target.isdisjoint(image['short_name'] for image in heldout)
     sources = {image['short_name'] for image in images('source')}
     assert sources == target | {image['short_name'] for image in heldout}
+
+
+def test_source_set_is_every_noto_emoji_of_many_kinds():
+    dataset = ImageFolderDataset(demo_data.SOURCE_ZIP)
+    source = images('source')
+    assert (len(dataset), dataset.resolution, dataset.num_channels) == (len(source), 32, 3) == (3786, 32, 3)
+    assert len({image['category'] for image in source}) >= 9
+    assert len({image['category'] for image in images('target')}) >= 8   # shots span the kinds
 
 
 def test_provenance_pins_the_packages_and_their_artwork_licences():
@@ -92,4 +100,5 @@ def glob_match(path, pattern):
 def test_shipped_data_stays_small():
     total = sum(path.stat().st_size for path in pathlib.Path(demo_data.DIR).rglob('*') if path.is_file()
                 and path.suffix != '.pkl')
-    assert total < 1_000_000
+    assert total < 20_000_000
+    assert os.path.getsize(demo_data.SOURCE_MODEL) <= 10 * 2 ** 20
