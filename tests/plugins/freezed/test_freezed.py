@@ -61,3 +61,27 @@ def test_bad_layer_counts_are_user_errors(tiny, tmp_path, value, message):
                                        '--freezed-layers', value, '--iters', '1'])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / 'runs').exists()
+
+
+@pytest.mark.parametrize('resolution,nvidia_count', [(256, 13), (1024, 19), (32, 4)])
+def test_default_freezes_what_freezed_feature_loc_3_freezes(resolution, nvidia_count):
+    # FreezeD trains progression.8/7/6 (4x4 epilogue, 8 and 16 px blocks) and `linear`: in NVIDIA's
+    # counting of a resnet D that is freezing 3 * (log2(R) - 4) + 1 layers (every block >= 32 px).
+    from plugins.freezed import feature_loc_frozen
+    D = Discriminator(0, resolution, 3, channel_base=4096, channel_max=2)
+    frozen = feature_loc_frozen(D)
+    assert frozen == d_layer_order(D)[:nvidia_count]
+    assert not any(path.startswith(('b16.', 'b8.', 'b4.')) for path in frozen)
+
+
+def test_default_trains_only_the_last_three_blocks_and_the_output(tiny, tmp_path):
+    data, source = tiny   # 16 px: FreezeD's three blocks are b16, b8 and b4; only fromrgb stays
+    result = CliRunner().invoke(main, ['train', '--data', data, '--source', source, '--outdir',
+                                       str(tmp_path), '--plugin', 'freezed', '--iters', '2',
+                                       '--snap', '1'])
+    assert result.exit_code == 0, result.output
+    before = stylegan2_ada.load(source)['D'].state_dict()
+    after = stylegan2_ada.load(HP.snapshot_path(next(tmp_path.iterdir())))['D'].state_dict()
+    for key in before:
+        if key.endswith(('.weight', '.bias')):
+            assert torch.equal(before[key], after[key]) == key.startswith('b16.fromrgb.'), key
