@@ -7,7 +7,7 @@ import click
 import torch
 
 from stylegan2_ada.errors import UserError
-from stylegan2_ada.image_grid import save_image_grid
+from stylegan2_ada.image_grid import LEGIBLE_WIDTH, save_image_grid
 
 from . import generate as generation
 from .plugins import default_manager
@@ -77,7 +77,8 @@ def generate(network, outdir, seeds, trunc, noise_mode, class_idx, grid, pairs, 
         source, adapted = generation.pairs(model, z, c, **options)
         if grid:
             path = os.path.join(outdir, 'pairs.png')
-            save_image_grid(torch.cat([source, adapted]), path, columns=len(seeds))
+            save_image_grid(torch.cat([source, adapted]), path, columns=len(seeds),
+                            min_width=LEGIBLE_WIDTH, row_labels=['source', 'adapted'])
             click.echo(f'Wrote {path}: source images (top row) and adapted images (bottom row)')
             return
         for index, seed in enumerate(seeds):
@@ -88,7 +89,7 @@ def generate(network, outdir, seeds, trunc, noise_mode, class_idx, grid, pairs, 
     images = generation.render(model, z, c, **options)
     if grid:
         path = os.path.join(outdir, 'grid.png')
-        save_image_grid(images, path)
+        save_image_grid(images, path, min_width=LEGIBLE_WIDTH)
         click.echo(f'Wrote {path}')
         return
     for index, seed in enumerate(seeds):

@@ -372,7 +372,8 @@ def _train(config, dist, device, log, manager):
                 f'{loop.cur_nimg / 1000:g}); give a larger --kimg or --iters to train on')
     loop.run()
     if rank0 and written and source_G is not None:
-        comparison.write(run_dir, written[-1], run_log, manager=plan['manager'], device=device)
+        comparison.write(run_dir, written[-1], run_log, manager=plan['manager'], device=device,
+                         dataset=dataset)
     run_log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in '
             f'{run_dir}')
     return run_dir

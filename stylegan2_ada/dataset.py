@@ -261,6 +261,11 @@ class ImageFolderDataset:
         return self._names[raw], bool(self._xflip[idx]), self._labels[raw].copy()
 
     @property
+    def image_count(self):
+        """Images in the dataset; items (len) count each twice with xflip."""
+        return len(self._names)
+
+    @property
     def resolution(self):
         return self.image_shape[1]
 

@@ -23,7 +23,7 @@ from .distributed import Distributed, rng_state, seed_process, set_rng_state
 from .errors import UserError
 from .extensions import (ConflictError, Extensions, Iteration, LatentBatch, SnapshotInfo,
                          TickInfo, check_param_groups, owner_of, trainable_mask)
-from .image_grid import save_image_grid
+from .image_grid import LEGIBLE_WIDTH, save_image_grid
 from .loss import StyleGAN2Loss, render
 from .ops import conv2d_gradfix, grid_sample_gradfix
 from .reparam import chain, resolve_layer, set_weight_reparam
@@ -494,7 +494,7 @@ class TrainingLoop:
     def save_fakes(self, name):
         z, c = self.grid_latents()
         images = self.synthesize('G_ema', z, c, noise_mode='const', mode='generate').img
-        save_image_grid(images, os.path.join(self.run_dir, name))
+        save_image_grid(images, os.path.join(self.run_dir, name), min_width=LEGIBLE_WIDTH)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -637,7 +637,7 @@ class TrainingLoop:
                 twin.load_state_dict(live.state_dict())
             if write:
                 reals = load_batch(self.dataset, range(min(len(self.dataset), 16)), 'cpu')[0]
-                save_image_grid(reals, os.path.join(self.run_dir, 'reals.png'))
+                save_image_grid(reals, os.path.join(self.run_dir, 'reals.png'), min_width=LEGIBLE_WIDTH)
                 self.save_fakes('fakes_init.png')
 
         tick_kimg = opts.get('tick', 4)

@@ -63,11 +63,14 @@ def test_pairs_grid_has_a_source_row_and_an_adapted_row(adapted, tmp_path):
                  '--outdir', tmp_path)
     assert result.exit_code == 0, result.output
     grid = png(tmp_path / 'pairs.png')
-    assert grid.shape == (32, 64, 3)
+    scale = 12                                      # 4 x 16 px upscaled to >= 768 px
+    band = grid.shape[1] - 64 * scale               # the row labels' column on the left
+    assert grid.shape[0] == 32 * scale and band > 0
     model = generate.open_model(adapted, need_source=True)
     z = generate.seed_latents([0, 1, 2, 3], model.G.z_dim)
-    assert np.array_equal(grid[:16, :16], to_uint8(generate.render(model, z[:1], source=True))[0])
-    assert np.array_equal(grid[16:, 16:32], to_uint8(generate.render(model, z[1:2]))[0])
+    images = grid[:, band:][::scale, ::scale]
+    assert np.array_equal(images[:16, :16], to_uint8(generate.render(model, z[:1], source=True))[0])
+    assert np.array_equal(images[16:, 16:32], to_uint8(generate.render(model, z[1:2]))[0])
 
 
 def test_generate_uses_nvidias_seeds_and_writes_one_file_per_seed(adapted, tmp_path):

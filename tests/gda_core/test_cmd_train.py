@@ -72,9 +72,14 @@ def test_snapshot_loads_and_fine_tuning_runs(scratch_run, tmp_path):
     assert tuned['G'].init_kwargs == loaded['G_ema'].init_kwargs
     before = loaded['G_ema'].synthesis.b16.conv1.weight
     assert not np.allclose(tuned['G'].synthesis.b16.conv1.weight.numpy(), before.numpy())
-    # The run ends with the source/adapted comparison on seeds 0-7 (two rows of 16 px images).
+    # The run ends with the comparison: source and adapted on seeds 0-9 above the 8 training images,
+    # three labelled rows of 16 px images upscaled to >= 768 px (5 x 160 px), white past the last one.
     comparison = np.asarray(PIL.Image.open(os.path.join(tuned_dir, 'comparison.png')))
-    assert comparison.shape[:2] == (32, 128) and 'comparison.png' in result.output
+    band = comparison.shape[1] - 800
+    assert comparison.shape[0] == 3 * 80 and band > 0 and 'comparison.png' in result.output
+    reals = comparison[160:, band:][::5, ::5]
+    assert np.array_equal(reals[:, :16], np.asarray(PIL.Image.open(os.path.join(data, '0.png'))))
+    assert (reals[:, 16 * 8:] == 255).all()
 
 
 def test_without_source_and_data_the_bundled_demo_runs(scratch_run, tmp_path, monkeypatch):
