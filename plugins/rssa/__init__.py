@@ -9,8 +9,10 @@ and at generation. The paper's D objective is CDC's image + patch loss: that is
 `--plugin rssa --plugin patchd`; rssa alone trains against the core D.
 
 Paper by default, official code as an option (`--rssa-preset official`): loss weights 1/1 vs
-0.8/0.4, DCC every iteration vs every 6, smooth-L1 vs L1 for SCC. DCC uses the sampled neighbours
-(the official code draws them and then uses independent z, a bug).
+0.8/0.4, DCC every iteration vs every 6, and the official layer choice (SCC on 64..256 px maps
+only, normalised before pooling; DCC up to the first 128 px map). Both use smooth-L1 for SCC and
+L1 for DCC. DCC uses the sampled neighbours (the official code draws them and then uses
+independent z, a bug).
 """
 
 import sys
@@ -26,9 +28,9 @@ from . import correlation, inversion
 from .command import invert
 from .compression import LatentCompression, paper_alphas
 
-PRESETS = {   # scc weight, dcc weight, dcc every, scc distance
-    'paper': (1.0, 1.0, 1, 'smooth_l1'),
-    'official': (0.8, 0.4, 6, 'l1'),
+PRESETS = {   # scc weight, dcc weight, dcc every, official layer choice
+    'paper': (1.0, 1.0, 1, False),
+    'official': (0.8, 0.4, 6, True),   # train_face_proj.py / train_church_proj.py
 }
 
 
@@ -38,15 +40,15 @@ def _odd(value):
 
 
 def _check_alphas(text):
-    """'paper', 'none', or comma-separated strengths in [0, 1], one per W+ entry."""
+    """'paper', 'church', 'none', or comma-separated strengths in [0, 1], one per W+ entry."""
     text = text.strip().lower()
-    if text in ('paper', 'none'):
+    if text in ('paper', 'church', 'none'):
         return text
     try:
         values = [float(part) for part in text.split(',')]
     except ValueError:
-        raise ValueError(f"expected 'paper', 'none' or comma-separated numbers, got {text!r}") \
-            from None
+        raise ValueError(f"expected 'paper', 'church', 'none' or comma-separated numbers, got "
+                         f"{text!r}") from None
     if not all(0 <= value <= 1 for value in values):
         raise ValueError(f'each strength must lie in [0, 1], got {text}')
     return ','.join(f'{value:g}' for value in values)
@@ -55,8 +57,9 @@ def _check_alphas(text):
 @hookimpl
 def options():
     return [
-        Option('preset', str, 'paper', "Loss weights, DCC period and SCC distance: 'paper' "
-               "(1, 1, every iteration, smooth-L1) or 'official' (0.8, 0.4, every 6, L1)",
+        Option('preset', str, 'paper', "Loss weights, DCC period and layers: 'paper' (1, 1, "
+               "every iteration, every map) or 'official' (0.8, 0.4, every 6, SCC on 64..256 px "
+               "maps, DCC up to 128 px)",
                choices=tuple(PRESETS)),
         Option('scc-weight', float, None, 'Weight of SCC (default: from --rssa-preset; 0 = off)',
                validate=non_negative),
@@ -74,8 +77,9 @@ def options():
         Option('dcc-center', str, 'random', "DCC neighbourhood centres: 'random' z ~ N(0, I) (the "
                "paper) or the run's shared latent 'anchors' (those patchd uses)",
                choices=('random', 'anchors')),
-        Option('alphas', str, 'paper', "Compression strength per W+ entry: 'paper' (official "
-               "values, by relative depth), 'none' (no compression, no inversion) or a list",
+        Option('alphas', str, 'paper', "Compression strength per W+ entry: 'paper' (the "
+               "official face values, by relative depth), 'church' (the official church values), "
+               "'none' (no compression, no inversion) or a list",
                validate=_check_alphas),
         Option('codes', str, None, 'W+ codes from `gda invert` (default: invert the targets at '
                'the start of training)'),
@@ -101,12 +105,12 @@ def register_commands(cli):
 
 
 def settings(options):
-    """The effective weights, DCC period and SCC distance: explicit options over the preset."""
-    scc, dcc, every, distance = PRESETS[options['preset']]
+    """The effective weights, DCC period and layer choice: explicit options over the preset."""
+    scc, dcc, every, official = PRESETS[options['preset']]
     return dict(scc=scc if options['scc_weight'] is None else options['scc_weight'],
                 dcc=dcc if options['dcc_weight'] is None else options['dcc_weight'],
                 every=every if options['dcc_every'] is None else options['dcc_every'],
-                distance=distance)
+                official=official)
 
 
 def alphas_for(options, num_ws):
@@ -114,8 +118,8 @@ def alphas_for(options, num_ws):
     text = options['alphas']
     if text == 'none':
         return None
-    if text == 'paper':
-        return paper_alphas(num_ws)
+    if text in ('paper', 'church'):
+        return paper_alphas(num_ws, text)
     values = [float(part) for part in text.split(',')]
     if len(values) != num_ws:
         raise UserError(f'--rssa-alphas gives {len(values)} strengths, but this generator has '
@@ -153,9 +157,15 @@ def w_transforms(run):
 def g_loss_terms(run):
     chosen = settings(run.options)
     options = run.options
-    layers = run.G.synthesis.layer_names
+    names = run.G.synthesis.layer_names
+    sizes = [int(name.split('.')[0][1:]) for name in names]   # 'b64.conv0' -> 64
+    scc_names = [names[i] for i in correlation.scc_layers(sizes, chosen['official'])]
+    dcc_names = [names[i] for i in correlation.dcc_layers(sizes, chosen['official'])]
+    if chosen['scc'] > 0 and not scc_names:
+        click.echo(f'Warning: rssa: the official SCC uses maps of 64 to 256 px only; this '
+                   f'generator\'s are {min(sizes)} to {max(sizes)} px, so SCC is off', err=True)
 
-    def features(z, it):
+    def features(z, it, layers):
         """Both generators' maps for the same latents (compressed alike) and constant noise,
         as the official code renders them."""
         c = run.gen_c(len(z), it)
@@ -171,14 +181,15 @@ def g_loss_terms(run):
 
     def terms(it):
         result = {}
-        if chosen['scc'] > 0:
+        if chosen['scc'] > 0 and scc_names:
             z = torch.randn([options['batch'], run.G.z_dim], generator=it.rng)
-            source, target = features(z.to(run.device), it)
-            result['scc'] = chosen['scc'] * correlation.scc_loss(source, target, chosen['distance'])
-        if chosen['dcc'] > 0 and it.index % chosen['every'] == 0:
+            source, target = features(z.to(run.device), it, scc_names)
+            result['scc'] = chosen['scc'] * correlation.scc_loss(source, target,
+                                                                 official=chosen['official'])
+        if chosen['dcc'] > 0 and dcc_names and it.index % chosen['every'] == 0:
             radius = options['radius'] * run.G.z_dim ** 0.5
             z = correlation.sample_neighbourhood(center(it), options['neighbours'], radius, it.rng)
-            source, target = features(z.to(run.device), it)
+            source, target = features(z.to(run.device), it, dcc_names)
             result['dcc'] = chosen['dcc'] * correlation.dcc_loss(source, target, options['window'])
         return result
 

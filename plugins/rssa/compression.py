@@ -9,24 +9,28 @@ adapted generator, in training and at generation: the adapted model is G_t + cod
 import numpy as np
 import torch
 
-# The official code's strengths for the 14 W+ entries of a 256 px StyleGAN2 (faces): nothing at
-# the coarse layers, most at the fine ones (the paper: "large alpha at the top layers").
+# The official code's strengths for the 14 W+ entries of a 256 px StyleGAN2: nothing at the coarse
+# layers, most at the fine ones (the paper: "large alpha at the top layers"). Faces use
+# Projection_module, churches Projection_module_church (model.py); they differ at entries 7-13.
 OFFICIAL_ALPHAS = (0, 0, 0, .05, .05, .05, .05, .45, .45, .65, .65, .85, .85, .85)
+CHURCH_ALPHAS = (0, 0, 0, .05, .05, .05, .05, .35, .35, .55, .55, .75, .75, .75)
+DOMAIN_ALPHAS = {'paper': OFFICIAL_ALPHAS, 'church': CHURCH_ALPHAS}
 EPS = 1e-8
 
 
-def paper_alphas(num_ws):
-    """The official alphas generalised to `num_ws` entries by relative depth.
+def paper_alphas(num_ws, domain='paper'):
+    """The official alphas of `domain` ('paper' = faces, 'church') for `num_ws` entries.
 
     Entry l sits at depth l / (num_ws - 1); its alpha interpolates the official curve linearly at
     that depth, so 14 entries give the official values exactly and other resolutions keep the
-    shape: zero for the coarsest ~20%, 0.85 for the finest ~15%.
+    shape: zero for the coarsest ~20%, the largest value for the finest ~15%.
     """
+    official_values = DOMAIN_ALPHAS[domain]
     if num_ws == 1:
-        return [float(OFFICIAL_ALPHAS[-1])]
+        return [float(official_values[-1])]
     depth = np.linspace(0, 1, num_ws)
-    official = np.linspace(0, 1, len(OFFICIAL_ALPHAS))
-    return [round(float(a), 6) for a in np.interp(depth, official, OFFICIAL_ALPHAS)]
+    official = np.linspace(0, 1, len(official_values))
+    return [round(float(a), 6) for a in np.interp(depth, official, official_values)]
 
 
 def projectors(codes):

@@ -10,8 +10,10 @@ of feature maps [N, C, H, W]; the plugin decides which maps and which latents.
 import torch
 import torch.nn.functional as F
 
-FULL_MAX = 32   # maps up to this size: one global self-correlation matrix (official code)
+FULL_MAX = 32   # paper preset: maps up to this size give one whole-map self-correlation matrix
 MAX_RES = 256   # larger maps are skipped (official code: O((wh)^2) memory)
+OFFICIAL_MIN = 64   # official SCC uses only maps of 64..256 px (train_*_proj.py, current version)
+OFFICIAL_DCC_MAX = 128   # official DCC: maps up to 128 px, stopping after the first 128 px one
 
 
 def unit(feat):
@@ -19,9 +21,10 @@ def unit(feat):
     return F.normalize(feat, dim=1)
 
 
-def self_correlation(feat):
-    """[N, C, H, W] -> [N, HW, HW]: eq. 3 for every position pair of each map."""
-    flat = unit(feat).flatten(2)
+def self_correlation(feat, normalise=True):
+    """[N, C, H, W] -> [N, HW, HW]: eq. 3 for every position pair of each map (plain dot
+    products when normalise=False: the official code's pooled vectors)."""
+    flat = (unit(feat) if normalise else feat).flatten(2)
     return flat.transpose(1, 2) @ flat
 
 
@@ -34,39 +37,66 @@ def windows(feat, size, stride):
     return patches.reshape(n * count, c, size, size)
 
 
-def scc_matrices(feat):
+def scc_matrices(feat, official=False):
     """The self-correlation matrices SCC compares for one layer, as a list of passes.
 
-    Maps up to 32x32: the whole map (one pass). Larger maps (the paper: "aggregate adjacent
-    feature vectors by average pooling and break the map into patches"), following the official
-    code: average-pool to half size, then local matrices inside windows of half the pooled size
-    (four windows), plus a second pass on the grid shifted by half a window (the centre window).
-    Maps above 256 are skipped (empty list). Pooled vectors are re-normalised, so every entry is a
-    cosine as eq. 3 defines it (the official code normalises before pooling only).
+    Maps of 64..256 px (the paper: "aggregate adjacent feature vectors by average pooling and
+    break the map into patches"), as the official code does it: average-pool to half size, then
+    local matrices inside the four windows of half the pooled size, plus a second pass on the
+    centre window of the grid shifted by half a window. Maps above 256 are skipped.
+    paper (official=False): smaller maps give one whole-map matrix, and the pooled vectors are
+    re-normalised, so every entry is a cosine as eq. 3 defines it.
+    official=True: smaller maps are skipped and the features are normalised before pooling only
+    (entries are dot products of averaged unit vectors), as in train_face_proj.py and
+    train_church_proj.py.
     """
     size = feat.shape[-1]
+    if size > MAX_RES or official and size < OFFICIAL_MIN:
+        return []
     if size <= FULL_MAX:
         return [self_correlation(feat)]
-    if size > MAX_RES:
-        return []
+    if official:
+        feat = unit(feat)
     pooled = F.adaptive_avg_pool2d(feat, size // 2)
     window = size // 4
     shift = window // 2
     centre = pooled[:, :, shift:size // 2 - shift, shift:size // 2 - shift]
-    return [self_correlation(windows(pooled, window, window)),
-            self_correlation(windows(centre, window, window))]
+    normalise = not official
+    return [self_correlation(windows(pooled, window, window), normalise),
+            self_correlation(windows(centre, window, window), normalise)]
 
 
-def scc_loss(source_feats, target_feats, distance='smooth_l1'):
+def scc_loss(source_feats, target_feats, distance='smooth_l1', official=False):
     """Eq. 4: sum over layers (and passes) of the mean distance between the source and target
-    self-correlation matrices; distance 'smooth_l1' (the paper) or 'l1' (the official code)."""
+    self-correlation matrices; distance 'smooth_l1' (the paper and the official code) or 'l1'.
+    None when no layer takes part (official=True on maps below 64 px)."""
     measure = F.smooth_l1_loss if distance == 'smooth_l1' else F.l1_loss
     total = None
     for source, target in zip(source_feats, target_feats):
-        for c_s, c_t in zip(scc_matrices(source), scc_matrices(target)):
+        for c_s, c_t in zip(scc_matrices(source, official), scc_matrices(target, official)):
             term = measure(c_t, c_s.detach())
             total = term if total is None else total + term
     return total
+
+
+def scc_layers(sizes, official=False):
+    """Indices of the layers (map sizes in order) that take part in SCC."""
+    low = OFFICIAL_MIN if official else 1
+    return [i for i, size in enumerate(sizes) if low <= size <= MAX_RES]
+
+
+def dcc_layers(sizes, official=False):
+    """Indices of the layers (map sizes in order) that take part in DCC: all up to 256 px, or the
+    official code's choice: up to 128 px, stopping after the first 128 px map."""
+    if not official:
+        return [i for i, size in enumerate(sizes) if size <= MAX_RES]
+    chosen = []
+    for i, size in enumerate(sizes):
+        if size <= OFFICIAL_DCC_MAX:
+            chosen.append(i)
+        if size == OFFICIAL_DCC_MAX:
+            break
+    return chosen
 
 
 def window_distributions(f_j, f_k, delta):

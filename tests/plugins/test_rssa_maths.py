@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from gda_plugins.rssa import correlation
-from gda_plugins.rssa.compression import OFFICIAL_ALPHAS, LatentCompression, paper_alphas
+from gda_plugins.rssa.compression import (CHURCH_ALPHAS, OFFICIAL_ALPHAS, LatentCompression,
+                                          paper_alphas)
 
 
 def feature_map(*vectors, height=1):
@@ -63,6 +64,73 @@ def test_large_maps_are_pooled_and_correlated_in_four_windows_plus_the_shifted_c
     assert torch.allclose(centre[1], correlation.self_correlation(pooled[1:, :, 8:24, 8:24])[0])
     assert len(correlation.scc_matrices(torch.randn(1, 2, 32, 32))) == 1      # whole map
     assert correlation.scc_matrices(torch.randn(1, 2, 512, 512)) == []        # skipped, as official
+
+
+def checkerboard(size, channels=2):
+    """[1, C, size, size]: unit e1 and e2 alternating pixel by pixel."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
+    odd = ((yy + xx) % 2).to(torch.float64)
+    feat = torch.zeros(1, channels, size, size, dtype=torch.float64)
+    feat[0, 0], feat[0, 1] = 1 - odd, odd
+    return feat
+
+
+def test_official_scc_hand_value_smooth_l1_normalised_before_pooling_64px_maps_only():
+    # Source: e1 everywhere. Target: e1/e2 checkerboard. The official code normalises, pools 2x2
+    # (target vectors (e1 + e2) / 2, squared norm 0.5) and does not re-normalise: every source
+    # entry is 1, every target entry 0.5; smooth-L1 (beta 1) of 0.5 is 0.125, in the grid pass
+    # and the centre pass: 0.25.
+    source = torch.zeros(1, 2, 64, 64, dtype=torch.float64)
+    source[0, 0] = 3.0                                   # any length: normalised first
+    target = checkerboard(64)
+    assert correlation.scc_loss([source], [target], official=True).item() == pytest.approx(0.25)
+    # The paper preset re-normalises pooled vectors: all entries are 1 on both sides.
+    assert correlation.scc_loss([source], [target]).item() == pytest.approx(0)
+    # Maps below 64 px take no part in the official SCC; the paper correlates them whole (half
+    # the entries of the checkerboard's matrix are 0 instead of 1: smooth-L1 0.5, mean 0.25).
+    small_s, small_t = source[:, :, :32, :32], checkerboard(32)
+    assert correlation.scc_loss([small_s], [small_t], official=True) is None
+    assert correlation.scc_loss([small_s], [small_t]).item() == pytest.approx(0.25)
+    assert correlation.scc_loss([small_s, source], [small_t, target],
+                                official=True).item() == pytest.approx(0.25)
+
+
+def official_scc_reference(feat_s, feat_t):
+    """The official formula written out by hand for one 64..256 px layer: normalise, 2x2 average
+    pool, windows of a quarter of the map (4 of them) and the centre window, dot products,
+    smooth-L1 (beta 1) averaged over the entries of each pass, the two passes summed."""
+    def passes(feat):
+        n, c, size, _ = feat.shape
+        unit = feat / feat.norm(dim=1, keepdim=True)
+        pooled = unit.reshape(n, c, size // 2, 2, size // 2, 2).mean((3, 5))
+        w = size // 4
+        grid = [pooled[:, :, y:y + w, x:x + w] for y in (0, w) for x in (0, w)]
+        centre = [pooled[:, :, w // 2:w // 2 + w, w // 2:w // 2 + w]]
+        gram = lambda p: torch.einsum('ncp,ncq->npq', p.flatten(2), p.flatten(2))   # noqa: E731
+        return [torch.stack([gram(p) for p in grid], 1), torch.stack([gram(p) for p in centre], 1)]
+    total = 0
+    for a, b in zip(passes(feat_s), passes(feat_t)):
+        d = (a - b).abs()
+        total = total + torch.where(d < 1, 0.5 * d ** 2, d - 0.5).mean()
+    return total
+
+
+@pytest.mark.parametrize('size', [64, 128])
+def test_official_scc_matches_the_official_formula_on_random_maps(size):
+    torch.manual_seed(size)
+    source = torch.randn(2, 3, size, size, dtype=torch.float64)
+    target = source + 0.5 * torch.randn_like(source)
+    ours = correlation.scc_loss([source], [target], official=True)
+    assert ours.item() == pytest.approx(official_scc_reference(source, target).item(), rel=1e-10)
+    assert ours.item() != pytest.approx(correlation.scc_loss([source], [target]).item(), rel=1e-3)
+
+
+def test_official_layer_choice_scc_64_to_256_dcc_up_to_the_first_128px_map():
+    sizes = [4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128, 256, 256]     # a 256 px G's layers
+    assert correlation.scc_layers(sizes, official=True) == [7, 8, 9, 10, 11, 12]
+    assert correlation.scc_layers(sizes) == list(range(13))
+    assert correlation.dcc_layers(sizes, official=True) == list(range(10))   # breaks after b128.conv0
+    assert correlation.dcc_layers(sizes + [512, 512]) == list(range(13))
 
 
 # ---- DCC --------------------------------------------------------------------------------------------
@@ -174,3 +242,13 @@ def test_paper_alphas_are_the_official_values_for_14_entries_and_follow_depth_ot
     # 16 px, 6 entries at depths 0, .2, .4, .6, .8, 1 = official positions 0, 2.6, 5.2, 7.8, 10.4,
     # 13: 0; 0.6 * .05; .05; .45; .65 + 0.4 * (.85 - .65); .85.
     assert paper_alphas(6) == pytest.approx([0, 0.03, 0.05, 0.45, 0.73, 0.85])
+
+
+def test_church_alphas_are_the_official_church_module_values():
+    from gda_plugins.rssa import alphas_for
+    church = [0, 0, 0, .05, .05, .05, .05, .35, .35, .55, .55, .75, .75, .75]
+    assert list(CHURCH_ALPHAS) == church
+    assert alphas_for({'alphas': 'church'}, 14) == church
+    assert alphas_for({'alphas': 'paper'}, 14) == list(OFFICIAL_ALPHAS)
+    # 6 entries (16 px) at official positions 0, 2.6, 5.2, 7.8, 10.4, 13, as for the face values.
+    assert alphas_for({'alphas': 'church'}, 6) == pytest.approx([0, 0.03, 0.05, 0.35, 0.63, 0.75])

@@ -150,7 +150,9 @@ def test_the_official_preset_computes_dcc_every_sixth_iteration(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     first, second = ticks(tmp_path)
     assert 'Loss/G/rssa/dcc' in first and 'Loss/G/rssa/dcc' not in second
-    assert 'Loss/G/rssa/scc' in second
+    # The official SCC reads 64..256 px maps only: a 16 px generator has none, and says so.
+    assert 'Loss/G/rssa/scc' not in first and 'Loss/G/rssa/scc' not in second
+    assert 'the official SCC uses maps of 64 to 256 px only' in result.output
 
 
 def test_codes_from_gda_invert_skip_the_inversion_and_alphas_none_skip_compression(tiny, tmp_path):
@@ -196,7 +198,7 @@ def test_dcc_centres_on_the_anchors_patchd_uses(tiny, tmp_path, monkeypatch):
 @pytest.mark.parametrize('args,message', [
     (['--rssa-alphas', '0.1,0.2'], '--rssa-alphas gives 2 strengths, but this generator has 6 W+ '
                                    'entries'),
-    (['--rssa-alphas', 'most'], "--rssa-alphas: expected 'paper', 'none' or comma-separated"),
+    (['--rssa-alphas', 'most'], "--rssa-alphas: expected 'paper', 'church', 'none' or comma-"),
     (['--rssa-alphas', '0,0,0,0,0,2'], '--rssa-alphas: each strength must lie in [0, 1]'),
     (['--rssa-window', '4'], '--rssa-window: must be a positive odd number'),
     (['--rssa-codes', 'missing.npz'], 'cannot read the codes file missing.npz'),
