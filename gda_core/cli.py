@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from stylegan2_ada.errors import UserError
+from stylegan2_ada.errors import UserError, disk_full_message, is_disk_full
 
 from .plugins import default_manager
 
@@ -21,14 +21,20 @@ COMMANDS = [
 
 
 class _Group(click.Group):
-    """Turns UserError into one line on stderr and exit status 2, wherever it is raised."""
+    """Turns UserError (and a full disk met anywhere) into one line on stderr and the error's exit
+    status (docs/errors.md), wherever it is raised."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as error:
             click.echo(f'Error: {error}', err=True)
-            sys.exit(2)
+            sys.exit(error.exit_code)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            click.echo(f"Error: {disk_full_message(getattr(error, 'filename', None))}", err=True)
+            sys.exit(UserError.exit_code)
 
 
 @click.group(cls=_Group, context_settings=dict(help_option_names=['-h', '--help']))

@@ -7,13 +7,14 @@ read as generated images.
 """
 
 import math
-import os
 
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 import torch
+
+from .checkpoint.atomic import atomic_write
 
 LEGIBLE_WIDTH = 768       # px: the width grids meant for people are upscaled to at least
 LABEL_PADDING = 8         # px around a row label
@@ -71,6 +72,5 @@ def save_image_grid(images, path, drange=(-1, 1), columns=None, min_width=0, row
         if len(row_labels) != rows:
             raise ValueError(f'{len(row_labels)} row labels for {rows} rows')
         image = add_row_labels(image, list(row_labels), h * scale, tuple(background))
-    tmp = f'{path}.tmp{os.getpid()}'
-    image.save(tmp, format='PNG')
-    os.replace(tmp, path)
+    with atomic_write(path, sync=False) as file:   # never a half PNG; a full disk is one line
+        image.save(file, format='PNG')

@@ -1,6 +1,8 @@
 """Settings for the whole suite."""
 
+import errno
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -22,3 +24,38 @@ def fast_cpu_for_tiny_networks():
     a second thread (the CI machine has two cores) cost more than they save."""
     with HP.FastCPU():
         yield
+
+
+class _MeteredFile:
+    """A file whose writes fail with ENOSPC once the shared `disk` budget of bytes is spent."""
+
+    def __init__(self, file, disk):
+        self._file, self._disk = file, disk
+
+    def write(self, data):
+        if len(data) > self._disk['left']:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._disk['left'] -= len(data)
+        return self._file.write(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+@pytest.fixture
+def small_disk(monkeypatch):
+    """small_disk(n): from now on, files written through os.fdopen (every atomic write: snapshots,
+    datasets, images, training_options.json) share n bytes, then fail as a full disk does."""
+    real_fdopen = os.fdopen
+
+    def limit(capacity):
+        disk = dict(left=capacity)
+        monkeypatch.setattr(os, 'fdopen', lambda *args, **kwargs: _MeteredFile(
+            real_fdopen(*args, **kwargs), disk))
+    return limit

@@ -12,6 +12,8 @@ import fnmatch
 import os
 import tempfile
 
+from ..errors import reporting_disk_full
+
 
 def _umask():
     mask = os.umask(0)
@@ -52,22 +54,28 @@ def _fsync_directory(directory):
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode='wb'):
-    """Yield an open temporary file; on success it becomes `path`, on error it disappears."""
+def atomic_write(path, mode='wb', needs=None, sync=True):
+    """Yield an open temporary file; on success it becomes `path`, on error it disappears.
+
+    A full disk becomes DiskFull naming `path` and `needs` (bytes, or a callable giving them).
+    sync=False skips the fsyncs (a crashed process still leaves no half file; a power cut may)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(os.path.basename(path)),
-                               suffix=TEMP_SUFFIX)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, mode) as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(directory)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    with reporting_disk_full(path, needs):
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(os.path.basename(path)),
+                                   suffix=TEMP_SUFFIX)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it normal permissions
+            with os.fdopen(fd, mode) as file:
+                yield file
+                file.flush()
+                if sync:
+                    os.fsync(file.fileno())
+            os.replace(tmp, path)
+            if sync:
+                _fsync_directory(directory)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise

@@ -21,6 +21,7 @@ and gda.source_G; plugins store their modules' state_dict(). Files are written a
 
 import collections
 import pickle
+import re
 
 import torch
 
@@ -100,10 +101,22 @@ def snapshot_data(snapshot):
     return data
 
 
+def tensor_bytes(value):
+    """Bytes of the tensors in nested dicts/lists: about what torch.save needs on disk."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(item) for item in value)
+    return 0
+
+
 def save_snapshot(path, snapshot):
-    """Write a gda snapshot (see the module docstring) atomically to `path`."""
+    """Write a gda snapshot (see the module docstring) atomically to `path`; a full disk is a
+    DiskFull error saying how much the snapshot needs."""
     data = snapshot_data(snapshot)
-    with atomic_write(path) as file:
+    with atomic_write(path, needs=lambda: tensor_bytes(data)) as file:
         torch.save(data, file)
 
 
@@ -134,16 +147,29 @@ def _rebuilt(record, what):
     return from_module_record(record, what)
 
 
-def torch_load(path):
-    """torch.load with weights_only=True (torch's allow-listing unpickler), errors as UserError."""
+def torch_load(path, allow=()):
+    """torch.load with weights_only=True (torch's allow-listing unpickler), errors as UserError.
+
+    `allow` adds classes that rebuild as plain attribute holders (argparse.Namespace, which
+    rosinality's checkpoints store); nothing that could run code belongs there.
+    """
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
-        last = str(error).strip().splitlines()[-1] if str(error).strip() else 'unsupported content'
         raise UserError(f"refusing to load {path}: it holds objects outside torch's weights-only "
-                        f'allow-list ({last})') from None
+                        f'allow-list ({_refusal(error)}); nothing from it was run') from None
     except (RuntimeError, EOFError, OSError) as error:
         raise UserError(f'cannot read {path}: {error}') from None
+
+
+def _refusal(error):
+    """The one useful fact in torch's long weights-only error: which global it met."""
+    text = str(error)
+    if match := re.search(r'GLOBAL ([\w.]+)', text):
+        return f'{match[1]} is not allowed'
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else 'unsupported content'
 
 
 def export_state_dict(path, **networks):

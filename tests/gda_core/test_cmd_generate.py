@@ -151,3 +151,61 @@ def test_a_conditional_network_needs_a_class(tmp_path):
     result = gda('generate', '--network', path, '--outdir', tmp_path / 'out', '--seeds', '0-1',
                  '--class', 2)
     assert result.exit_code == 0, result.output
+
+
+def one_line_error(result, code=2):
+    """The CLI's promise for a user's mistake: exit `code`, one line naming it, no traceback."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == code, result.output
+    assert len(lines) == 1 and lines[0].startswith('Error: '), result.output
+    assert 'Traceback' not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize('seeds', ['5-2', '3-0,7'])
+def test_a_reversed_seed_range_is_a_one_line_error(tmp_path, seeds):
+    result = gda('generate', '--network', tmp_path / 'any.pkl', '--seeds', seeds,
+                 '--outdir', tmp_path / 'out')
+    line = one_line_error(result)
+    assert 'runs backwards' in line and f'--seeds {seeds!r}' in line
+    assert not os.path.exists(tmp_path / 'out')
+
+
+def test_huge_seed_ranges_are_counted_without_listing_them():
+    from gda_core.cmd_generate import parse_range
+    seeds = parse_range('0-99999999,200000000')
+    assert len(seeds) == 100_000_001
+    assert next(iter(seeds.batches(3))) == [0, 1, 2]
+
+
+def test_seeds_stream_in_batches_written_as_they_come_with_progress(adapted, tmp_path, monkeypatch):
+    """Each batch is rendered and written before the next is drawn (memory stays flat, files
+    appear at once), and long jobs print count, rate and ETA."""
+    from gda_core import cmd_generate
+    monkeypatch.setattr(cmd_generate, 'PROGRESS_EVERY', 0.0)
+    drawn, real_latents = [], generate.seed_latents
+
+    def seed_latents(seeds, z_dim):
+        drawn.append((list(seeds), len(os.listdir(tmp_path))))
+        return real_latents(seeds, z_dim)
+    monkeypatch.setattr(generate, 'seed_latents', seed_latents)
+    result = CliRunner().invoke(
+        main, ['generate', '--network', adapted, '--seeds', '0-99', '--outdir', str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [len(seeds) for seeds, _ in drawn] == [32, 32, 32, 4]
+    assert [files for _, files in drawn] == [0, 32, 64, 96]   # written before the next batch
+    assert len(os.listdir(tmp_path)) == 100
+    progress = result.stderr.splitlines()
+    assert progress[0].startswith('32/100 images (32.0%), ') and 'ETA' in progress[0]
+    assert result.stdout.strip() == f'Wrote 100 images to {tmp_path}'
+
+
+def test_a_full_disk_while_generating_is_one_line_and_leaves_no_partial_file(adapted, tmp_path,
+                                                                             small_disk):
+    small_disk(1500)   # room for a few 16 px PNGs
+    result = gda('generate', '--network', adapted, '--seeds', '0-7', '--outdir', tmp_path)
+    line = one_line_error(result)
+    assert 'the disk is full' in line and str(tmp_path) in line
+    assert all(name.endswith('.png') and not name.startswith('.') for name in os.listdir(tmp_path))
+    for name in os.listdir(tmp_path):
+        assert PIL.Image.open(tmp_path / name).size == (16, 16)
