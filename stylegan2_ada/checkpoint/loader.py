@@ -2,9 +2,12 @@
 
 Formats: NVIDIA's StyleGAN2-ADA pickles (restricted unpickler, records rebuilt as our classes),
 original StyleGAN2 TensorFlow pickles (converted), gda snapshots and export_state_dict files
-(torch.load with weights_only=True). No format runs code from the file.
+(torch.load with weights_only=True), rosinality/stylegan2-pytorch checkpoints (the same, with
+argparse.Namespace allowed for their `args`; rebuilt by rosinality.py). No format runs code from
+the file.
 """
 
+import argparse
 import hashlib
 import zipfile
 
@@ -13,6 +16,7 @@ import torch
 from ..errors import UserError
 from .presets import resolve
 from .rebuild import from_record
+from .rosinality import is_rosinality, read_rosinality
 from .safe_pickle import PersistentRecord, TFNetwork, plain, safe_unpickle
 from .snapshot import is_snapshot, is_state_dict_export, read_snapshot, read_state_dict_export, torch_load
 from .tf_convert import convert_generator, convert_tf_pickle, is_tf_pickle
@@ -25,7 +29,11 @@ FORMAT_NAMES = {
     'tf-pickle': 'StyleGAN2 TensorFlow pickle (converted)',
     'gda-snapshot': 'gda snapshot',
     'state-dict': 'state_dicts with kwargs',
+    'rosinality': 'rosinality/stylegan2-pytorch checkpoint (converted)',
 }
+# torch.save'd files may hold these besides tensors and plain values: argparse.Namespace is how
+# rosinality's train.py stores its options (rebuilt as a bare attribute holder, nothing runs).
+TORCH_ALLOWED = (argparse.Namespace,)
 
 
 def sha256(path):
@@ -47,9 +55,9 @@ def read_file(path):
                     is_torch = any(name.endswith('data.pkl') for name in archive.namelist())
                 if not is_torch:
                     raise UserError(f'{path} is a zip archive but not a checkpoint (a dataset?)')
-                return 'torch', torch_load(path)
+                return 'torch', torch_load(path, allow=TORCH_ALLOWED)
             if head == _TORCH_LEGACY_MAGIC:
-                return 'torch', torch_load(path)
+                return 'torch', torch_load(path, allow=TORCH_ALLOWED)
             if not head.startswith(b'\x80'):
                 raise UserError(f'{path} is not a checkpoint (neither a pickle nor a torch.save file)')
             return 'pickle', safe_unpickle(file)
@@ -73,11 +81,14 @@ def interpret(kind, data, where='the file'):
         return 'gda-snapshot', read_snapshot(data)
     if isinstance(data, dict) and is_state_dict_export(data):
         return 'state-dict', read_state_dict_export(data)
+    if is_rosinality(data):
+        return 'rosinality', read_rosinality(data, where)
     if isinstance(data, dict) and data and all(isinstance(value, torch.Tensor) for value in data.values()):
         raise UserError(f'{where} holds a bare state_dict without constructor kwargs; build the network with '
                         f'its kwargs and use stylegan2_ada.checkpoint.import_state_dict(network, path)')
     raise UserError(f'{where} holds no networks gda knows (a {type(data).__name__}); expected an NVIDIA '
-                    f'or TensorFlow network pickle, a gda snapshot or an export_state_dict file')
+                    f'or TensorFlow network pickle, a gda snapshot, an export_state_dict file or a '
+                    f'rosinality/stylegan2-pytorch checkpoint')
 
 
 def load(source, cache=None, verbose=False):
