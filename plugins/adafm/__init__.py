@@ -2,8 +2,9 @@
 Data", ICML 2020), ported from the paper's GP-GAN ResNet to our StyleGAN2 core.
 
 The "general part" (G's layers near the image, D's layers near the image) is transferred and
-frozen; the "specific part" (G's low-resolution blocks and mapping network, the rest of D) is
-fine-tuned. The frozen G convolutions are adapted by adaptive filter modulation, W' = gamma * W +
+frozen; the "specific part" (G's low-resolution blocks and mapping network, the rest of D) trains.
+By default G's specific part is new and randomly initialised, as the official code builds it
+(`--adafm-specific fresh`); `--adafm-specific source` fine-tunes the source's layers instead. The frozen G convolutions are adapted by adaptive filter modulation, W' = gamma * W +
 beta with gamma, beta in R^{Cout x Cin} broadcast over the kernel (slides eq. 1), identity-initialised.
 On StyleGAN2 the modulation acts on the stored base weight, before the style modulation and
 demodulation, through the engine's weight-reparametrisation slot; `gda export` folds it into plain
@@ -19,6 +20,7 @@ from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy, ParamGroup
 
 from .modulation import FilterModulation, fold_into, slot_name
+from .specific import fresh_seed, reinitialise, specific_prefixes
 
 
 @hookimpl
@@ -30,6 +32,10 @@ def options():
         Option('d_layers', int, 4, "Freeze D's first N layers (NVIDIA counting; 4 = the "
                                    "highest-resolution block, the slides' D2)",
                validate=non_negative),
+        Option('specific', str, 'fresh', "G's specific part (mapping, blocks below --adafm-g-res): "
+                                          "'fresh' = new, randomly initialised, as the official code; "
+                                          "'source' = the source's layers, fine-tuned",
+               choices=('fresh', 'source')),
         Option('torgb', bool, False, 'Also modulate the frozen toRGB layers (the paper leaves the '
                                      'output convolution plainly frozen)'),
         Option('delay', int, 0, 'Train gamma/beta from this iteration on (official code: 10000)',
@@ -50,6 +56,7 @@ def _general_part(run):
     if threshold not in resolutions:
         raise UserError(f'--adafm-g-res {threshold}: give one of the synthesis resolutions '
                         f'{", ".join(map(str, resolutions))}')
+    ns.threshold = threshold
     ns.frozen_blocks = [res for res in resolutions if res >= threshold]
     names = ('conv0', 'conv1') + (('torgb',) if run.options['torgb'] else ())
     ns.paths = [f'G.synthesis.b{res}.{name}' for res in ns.frozen_blocks for name in names
@@ -90,6 +97,20 @@ def param_groups(run):
     ns = _general_part(run)
     return [ParamGroup('modulation', ns.modulations, network='G', lr=run.options['lr'],
                        ema=True, start_iteration=run.options['delay'])]
+
+
+@hookimpl
+def setup(run):
+    """Fresh runs only: the specific part starts from new random values (resume keeps them)."""
+    if run.options['specific'] != 'fresh':
+        return
+    ns = _general_part(run)
+    try:
+        reinitialise([run.G, run.G_ema], specific_prefixes(run.G, ns.threshold),
+                     fresh_seed(run.seed))
+    except ValueError as error:
+        raise UserError(f'{error}; use --adafm-specific source with this plugin combination') \
+            from None
 
 
 @hookimpl

@@ -1,6 +1,7 @@
 """adafm: W' = gamma * W + beta on the frozen general part, identity at init, only the specific part
 and gamma/beta train (after the delay), and `gda export` folds the modulation into plain weights."""
 
+import copy
 import importlib.util
 import pathlib
 
@@ -13,6 +14,7 @@ from gda_core import generate
 from gda_core.cli import main
 from gda_core.run_context import RunContext
 from gda_plugins import adafm
+from gda_plugins.adafm import specific
 from gda_plugins.adafm.modulation import FilterModulation
 from stylegan2_ada.reparam import set_weight_reparam
 
@@ -45,7 +47,7 @@ def test_modulation_is_gamma_times_w_plus_beta_per_channel_pair():
 
 def _run(G, D, **options):
     run = RunContext('train', G=G, D=D, G_s=G)
-    values = dict(g_res=None, d_layers=4, torgb=False, delay=0, lr=None)
+    values = dict(g_res=None, d_layers=4, specific='fresh', torgb=False, delay=0, lr=None)
     values.update(options)
     return run.add_plugin('adafm', values)
 
@@ -105,6 +107,53 @@ def test_only_the_specific_part_and_gamma_beta_train(trained):
     assert not torch.equal(modules['b16_conv1.gamma'], torch.ones_like(modules['b16_conv1.gamma']))
     assert not torch.equal(modules['b8_conv0.beta'], torch.zeros_like(modules['b8_conv0.beta']))
     assert 'adafm.modulation' in trained['output']
+
+
+def fresh_template(G, seed=0):
+    """What the official code's specific part starts from: a new generator's random values."""
+    torch.manual_seed(specific.fresh_seed(seed))
+    return type(G)(**G.init_kwargs).state_dict()
+
+
+def test_setup_gives_the_specific_part_fresh_random_values_in_g_and_g_ema():
+    G, D = HP.tiny_networks()
+    source = {k: v.clone() for k, v in G.state_dict().items()}
+    run = _run(G, D, g_res=8)
+    G_ema = copy.deepcopy(G)
+    run._run.attach(None, G_ema)
+    adafm.setup(run)
+    fresh = fresh_template(G)
+    for key, value in G.state_dict().items():
+        is_specific = key.startswith(('mapping.', 'synthesis.b4.'))
+        assert torch.equal(value, fresh[key] if is_specific else source[key]), key
+        assert torch.equal(G_ema.state_dict()[key], value), key
+    assert not torch.equal(source['mapping.fc0.weight'], fresh['mapping.fc0.weight'])
+    kept = _run(G_source := copy.deepcopy(HP.tiny_networks()[0]), D, g_res=8, specific='source')
+    before = copy.deepcopy(G_source.state_dict())
+    kept._run.attach(None, copy.deepcopy(G_source))
+    adafm.setup(kept)
+    assert all(torch.equal(v, before[k]) for k, v in G_source.state_dict().items())
+
+
+def test_trained_parts_fresh_specific_frozen_general_modulated(trained):
+    # After 3 iterations the specific part is within a few Adam steps of its fresh random start
+    # and far from the source; the general part is the source's, bit for bit, and modulated.
+    source = stylegan2_ada.load(trained['source'])['G'].state_dict()
+    after = stylegan2_ada.load(trained['snapshot'])
+    G = after['G']
+    fresh = fresh_template(G)
+    for key, value in G.state_dict().items():
+        if not value.is_floating_point() or key.endswith(('resample_filter', 'noise_const')):
+            continue
+        if key.startswith(('mapping.', 'synthesis.b4.')) and not key.endswith('w_avg'):
+            assert (value - fresh[key]).abs().max() < 0.05, key            # fresh, trained
+            if fresh[key].numel() > 1 and fresh[key].std() > 0:              # random init
+                assert (source[key] - fresh[key]).abs().max() > 0.5, key   # not the source
+        elif key.startswith(('synthesis.b8.', 'synthesis.b16.')):
+            assert torch.equal(value, source[key]), key                   # frozen
+    modulated = after['gda']['loop']['modules'][GROUP]
+    assert {key.split('.')[0] for key in modulated} == {'b8_conv0', 'b8_conv1', 'b16_conv0',
+                                                         'b16_conv1'}
 
 
 def test_export_folds_the_modulation_into_plain_weights(trained):

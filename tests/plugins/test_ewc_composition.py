@@ -37,7 +37,7 @@ def test_ewc_disp_adafm_compose(tiny, tmp_path):
         'train', '--data', data, '--source', source, '--outdir', str(tmp_path / 'runs'),
         '--plugin', 'ewc', '--plugin', 'disp', '--plugin', 'adafm', '--ewc-samples', '4',
         '--disp-extractor', str(tmp_path / 'pooled.pt'), '--adafm-g-res', '16', '--iters', '2',
-        '--tick', '0.004', '--snap', '2'])
+        '--adafm-specific', 'source', '--tick', '0.004', '--snap', '2'])   # starts as the source
     assert result.exit_code == 0, result.output
     run_dir = next((tmp_path / 'runs').iterdir())
     snapshot = stylegan2_ada.load(HP.snapshot_path(run_dir))
