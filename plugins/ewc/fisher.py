@@ -1,35 +1,18 @@
 """The two formulas of EWC for GAN adaptation (Li et al., NeurIPS 2020, eq. 2-3).
 
 F_i = E_x[(d log L(x | theta_S) / d theta_i)^2], the diagonal of the empirical Fisher information,
-estimated from per-sample squared gradients (the square is taken per sample and then averaged;
-squaring the gradient of a summed or averaged log-likelihood, as the one public port does, is a
-different and much smaller quantity). The penalty lambda * sum_i F_i (theta_i - theta_S,i)^2 keeps
-the weights that matter for the source near their source values.
+estimated from per-sample squared gradients by the host's gda_core.fisher (the square is taken per
+sample and then averaged; squaring the gradient of a summed or averaged log-likelihood, as the one
+public port does, is a different and much smaller quantity). The penalty
+lambda * sum_i F_i (theta_i - theta_S,i)^2 keeps the weights that matter for the source near their
+source values.
 """
 
 import torch
 
+from gda_core.fisher import empirical_fisher   # the estimator adam and rick share
 
-def empirical_fisher(log_likelihoods, params, num_batches):
-    """Mean over samples of the squared gradient of each sample's log-likelihood.
-
-    `log_likelihoods(b)` returns batch b's per-sample log-likelihoods [n], differentiable with
-    respect to `params`. Returns one tensor per parameter, shaped like it.
-    """
-    fisher = [torch.zeros_like(param, dtype=torch.float32) for param in params]
-    count = 0
-    for batch in range(num_batches):
-        values = log_likelihoods(batch).reshape(-1)
-        for index in range(len(values)):
-            grads = torch.autograd.grad(values[index], params, allow_unused=True,
-                                        retain_graph=index < len(values) - 1)
-            for total, grad in zip(fisher, grads):
-                if grad is not None:
-                    total.add_(grad.detach().to(torch.float32).square())
-        count += len(values)
-    if count == 0:
-        raise ValueError('the Fisher information needs at least one sample')
-    return [total / count for total in fisher]
+__all__ = ['empirical_fisher', 'ewc_penalty']
 
 
 def ewc_penalty(params, source_values, fisher, weight):
