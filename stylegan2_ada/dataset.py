@@ -9,10 +9,12 @@ that the network cannot take. Small datasets (few-shot ones) are decoded complet
 larger ones have their headers read up front and are decoded on use.
 """
 
+import contextlib
 import io
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 import PIL.Image
@@ -52,7 +54,11 @@ class FileSource:
                      for root, _dirs, files in os.walk(self.path) for file in files]
         elif os.path.isfile(self.path) and zipfile.is_zipfile(self.path):
             self.kind = 'zip'
-            names = [info.filename for info in self._archive().infolist() if not info.is_dir()]
+            with self._zip_errors():
+                names = [info.filename for info in self._archive().infolist() if not info.is_dir()]
+        elif _looks_like_zip(self.path):
+            raise UserError(f'dataset {self.path} is a damaged zip archive (truncated: its central '
+                            f'directory is missing); download or build it again')
         elif os.path.exists(self.path):
             raise UserError(f'dataset {self.path} is neither a folder nor a zip archive')
         else:
@@ -68,7 +74,28 @@ class FileSource:
         if self.kind == 'dir':
             with open(os.path.join(self.path, name), 'rb') as file:
                 return file.read()
-        return self._archive().read(name)
+        with self._zip_errors(name):
+            return self._archive().read(name)
+
+    @contextlib.contextmanager
+    def _zip_errors(self, member=None):
+        """zipfile's many failures of a damaged, encrypted or exotic archive as one UserError
+        naming the archive and the member (a corrupted download, not a bug)."""
+        where = f'dataset {self.path}' + (f': member {member}' if member else '')
+        try:
+            yield
+        except NotImplementedError as error:
+            raise UserError(f'{where} uses a compression Python cannot read ({error}); repack it '
+                            f'as a plain zip or give the extracted folder') from None
+        except RuntimeError as error:
+            if 'encrypted' not in str(error) and 'password' not in str(error):
+                raise
+            raise UserError(f'{where} is encrypted; gda reads no password-protected archives: '
+                            f'extract it and give the folder') from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+            reason = 'its CRC check fails' if 'CRC' in str(error) else str(error)
+            raise UserError(f'{where} is corrupt ({reason}); the archive is damaged (an '
+                            f'interrupted download?): download or build it again') from None
 
     def close(self):
         if self._zip is not None:
@@ -77,6 +104,14 @@ class FileSource:
 
     def __getstate__(self):
         return dict(self.__dict__, _zip=None)  # each DataLoader worker opens its own handle
+
+
+def _looks_like_zip(path):
+    """A file that starts as a zip archive does (or is named one) but has no readable end."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, 'rb') as file:
+        return file.read(4) == b'PK\x03\x04' or path.lower().endswith('.zip')
 
 
 def channels_of(image):

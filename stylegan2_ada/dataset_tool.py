@@ -8,19 +8,22 @@ whatever colour hides under transparent pixels, typically black corners. Files t
 are skipped and listed; every change is counted in the report.
 """
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 
 import PIL.Image
 import PIL.ImageColor
 import PIL.ImageOps
 
-from .checkpoint.atomic import atomic_write
+from .checkpoint.atomic import atomic_write, current_umask
 from .dataset import LABELS_FILE, FileSource, image_extensions
-from .errors import UserError
+from .errors import UserError, reporting_disk_full
 
 FILTERS = {
     'lanczos': PIL.Image.Resampling.LANCZOS,
@@ -44,11 +47,17 @@ class Report:
     resolution: int
     channels: int = 3
     written: int = 0
+    total: int = 0          # images to convert
+    bytes_written: int = 0
     changes: dict = dataclasses.field(default_factory=dict)
     skipped: list = dataclasses.field(default_factory=list)
 
     def note(self, change, name):
         self.changes.setdefault(change, []).append(name)
+
+    def expected_bytes(self):
+        """The whole dataset's size, extrapolated from what was written so far."""
+        return self.bytes_written * self.total // max(self.written, 1)
 
     def lines(self):
         layout = {1: 'grayscale', 3: 'RGB'}[self.channels]
@@ -98,7 +107,17 @@ def _to_8bit(image, name, report):
     return image
 
 
+def _with_alpha(image):
+    """L or RGB with a tRNS transparent colour as LA/RGBA, so that colour is composited too."""
+    if image.mode in ('L', 'RGB') and 'transparency' in image.info:
+        return image.convert(image.mode + 'A')
+    return image
+
+
 def _flatten_alpha(image, background, name, report):
+    """Composite transparency onto the background in the dataset's layout: a gray+alpha image in
+    an RGB dataset shows the background colour itself, not its gray."""
+    image = _with_alpha(image)
     if image.mode not in ('LA', 'RGBA'):
         return image
     if image.getextrema()[-1][0] == 255:
@@ -106,7 +125,7 @@ def _flatten_alpha(image, background, name, report):
     report.note(f'transparency composited onto {background}', name)
     rgba = image.convert('RGBA')
     canvas = PIL.Image.new('RGBA', rgba.size, parse_color(background) + (255,))
-    return PIL.Image.alpha_composite(canvas, rgba).convert('L' if image.mode == 'LA' else 'RGB')
+    return PIL.Image.alpha_composite(canvas, rgba).convert('L' if report.channels == 1 else 'RGB')
 
 
 def _square(image, mode, background, name, report):
@@ -129,12 +148,16 @@ def _gray(rgb):
     return round(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
 
 
-def _layout(source, names):
-    """1 if every image is grayscale, else 3 (what --channels auto picks)."""
+def _layout(source, names, background):
+    """1 if every image is grayscale, else 3 (what --channels auto picks); a transparent gray
+    image counts as colour when the background it is composited onto is a colour."""
+    gray_background = len(set(parse_color(background))) == 1
     for name in names:
         try:
             with PIL.Image.open(io.BytesIO(source.read(name))) as image:
                 gray = image.mode in _GRAY_MODES or (image.mode == 'P' and _palette_is_gray(image))
+                transparent = image.mode in ('LA', 'La', 'PA') or 'transparency' in image.info
+                gray = gray and (gray_background or not transparent)
         except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError):
             continue  # reported as skipped during conversion
         if not gray:
@@ -157,9 +180,27 @@ def _source_labels(source):
     return None if labels is None else {str(name).replace('\\', '/'): label for name, label in labels}
 
 
+def check_destination(dest, source, overwrite):
+    """Refuse a destination that is the source, a non-empty folder, or (without overwrite) an
+    existing zip: a conversion must never silently replace a dataset."""
+    if os.path.abspath(dest) == os.path.abspath(os.fspath(source)):
+        raise UserError(f'{dest} is the source itself; write the dataset to a new name')
+    if dest.lower().endswith('.zip'):
+        if os.path.isdir(dest):
+            raise UserError(f'{dest} is a folder; give a zip file name or a new folder')
+        if os.path.exists(dest) and not overwrite:
+            raise UserError(f'{dest} already exists; pass --overwrite to replace it, or choose a '
+                            f'new name')
+    elif os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        raise UserError(f'{dest} already exists and is not an empty folder; choose a new name or a .zip')
+
+
 def convert_dataset(source, dest, resolution, square='crop', resize_filter='lanczos', background='white',
-                    channels='auto', max_images=None):
-    """Write a training dataset from `source` (folder or zip) to `dest` (.zip or new folder); a Report."""
+                    channels='auto', max_images=None, overwrite=False):
+    """Write a training dataset from `source` (folder or zip) to `dest` (.zip or new folder); a Report.
+
+    The output appears whole or not at all: an existing DEST.zip is replaced only with
+    overwrite=True, and a failed run leaves neither a partial dataset nor new empty folders."""
     if resolution < 4 or resolution & (resolution - 1):
         raise UserError(f'--resolution must be a power of two >= 4, not {resolution}')
     if square not in SQUARE_MODES or channels not in CHANNEL_MODES or resize_filter not in FILTERS:
@@ -168,10 +209,7 @@ def convert_dataset(source, dest, resolution, square='crop', resize_filter='lanc
     parse_color(background)
     dest = os.fspath(dest)
     to_zip = dest.lower().endswith('.zip')
-    if os.path.abspath(dest) == os.path.abspath(os.fspath(source)):
-        raise UserError(f'{dest} is the source itself; write the dataset to a new name')
-    if not to_zip and os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
-        raise UserError(f'{dest} already exists and is not an empty folder; choose a new name or a .zip')
+    check_destination(dest, source, overwrite)
     source = FileSource(source)
     extensions = image_extensions()
     report = Report(dest=dest, resolution=resolution)
@@ -183,12 +221,15 @@ def convert_dataset(source, dest, resolution, square='crop', resize_filter='lanc
             report.skipped.append((name, 'not an image'))
     if max_images is not None:
         names = names[:max_images]
-    report.channels = {'rgb': 3, 'gray': 1}.get(channels) or _layout(source, names)
+    report.total = len(names)
+    report.channels = {'rgb': 3, 'gray': 1}.get(channels) or _layout(source, names, background)
     labels = _source_labels(source)
     unlabelled = [name for name in names if labels is not None and name not in labels]
     if unlabelled:
         raise UserError(f'{source.path}: {LABELS_FILE} has no label for {", ".join(unlabelled[:5])}')
-    _write(dest, to_zip, _convert_all(source, names, labels, report, square, resize_filter, background))
+    files = _convert_all(source, names, labels, report, square, resize_filter, background)
+    with _removing_new_folders(dest):
+        (_write_zip if to_zip else _write_folder)(dest, files, report)
     return report
 
 
@@ -213,6 +254,7 @@ def _convert_all(source, names, labels, report, square, resize_filter, backgroun
             buffer = io.BytesIO()
             image.save(buffer, format='png', compress_level=0 if image.width > 512 else 6)
             report.written += 1
+            report.bytes_written += buffer.tell()
             if labels is not None:
                 out_labels.append([archive_name, labels[name]])
             yield archive_name, buffer.getvalue()
@@ -245,15 +287,48 @@ def _prepare(image, name, report, square, resize_filter, background):
     return image
 
 
-def _write(dest, to_zip, files):
-    if to_zip:
-        with atomic_write(dest) as file:
-            with zipfile.ZipFile(file, 'w', compression=zipfile.ZIP_STORED) as archive:
-                for name, data in files:
-                    archive.writestr(name, data)
-        return
-    for name, data in files:
-        path = os.path.join(dest, *name.split('/'))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, 'wb') as file:
-            file.write(data)
+@contextlib.contextmanager
+def _removing_new_folders(dest):
+    """On failure, remove the folders above `dest` that this conversion created (empty ones)."""
+    parent = os.path.dirname(os.path.abspath(dest))
+    missing = []
+    while not os.path.exists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:   # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
+
+
+def _write_zip(dest, files, report):
+    """The archive goes to a temporary file renamed into place once complete."""
+    with atomic_write(dest, needs=report.expected_bytes) as file:
+        with zipfile.ZipFile(file, 'w', compression=zipfile.ZIP_STORED) as archive:
+            for name, data in files:
+                archive.writestr(name, data)
+
+
+def _write_folder(dest, files, report):
+    """The folder is built under a temporary name beside `dest` and renamed into place once
+    complete; an empty `dest` folder given by the user is replaced."""
+    parent = os.path.dirname(os.path.abspath(dest))
+    with reporting_disk_full(dest, report.expected_bytes):
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(dest)}.', suffix='.tmp')
+        try:
+            for name, data in files:
+                path = os.path.join(staging, *name.split('/'))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, 'wb') as file:
+                    file.write(data)
+            if os.path.isdir(dest):
+                os.rmdir(dest)   # empty (check_destination): the user's chosen place
+            os.chmod(staging, 0o777 & ~current_umask())   # mkdtemp makes 0700
+            os.replace(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise

@@ -1,5 +1,6 @@
 """Settings for the whole suite."""
 
+import builtins
 import errno
 import importlib.util
 import os
@@ -51,11 +52,17 @@ class _MeteredFile:
 @pytest.fixture
 def small_disk(monkeypatch):
     """small_disk(n): from now on, files written through os.fdopen (every atomic write: snapshots,
-    datasets, images, training_options.json) share n bytes, then fail as a full disk does."""
-    real_fdopen = os.fdopen
+    zips, images, training_options.json) or opened for writing with open() share n bytes, then
+    fail as a full disk does."""
+    real_fdopen, real_open = os.fdopen, builtins.open
 
     def limit(capacity):
         disk = dict(left=capacity)
+
+        def metered_open(file, mode='r', *args, **kwargs):
+            opened = real_open(file, mode, *args, **kwargs)
+            return _MeteredFile(opened, disk) if set(mode) & set('wax+') else opened
         monkeypatch.setattr(os, 'fdopen', lambda *args, **kwargs: _MeteredFile(
             real_fdopen(*args, **kwargs), disk))
+        monkeypatch.setattr(builtins, 'open', metered_open)
     return limit

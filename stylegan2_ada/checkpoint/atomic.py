@@ -15,7 +15,7 @@ import tempfile
 from ..errors import reporting_disk_full
 
 
-def _umask():
+def current_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -66,7 +66,7 @@ def atomic_write(path, mode='wb', needs=None, sync=True):
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(os.path.basename(path)),
                                    suffix=TEMP_SUFFIX)
         try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it normal permissions
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give it normal permissions
             with os.fdopen(fd, mode) as file:
                 yield file
                 file.flush()

@@ -158,3 +158,48 @@ def test_resolution_and_empty_dataset(folder, tmp_path):
     (tmp_path / 'none').mkdir()
     _expect(tmp_path / 'none', 'holds no images')
     _expect(tmp_path / 'absent', 'does not exist')
+
+
+def damage_zip(path, how, member='sub/img2.png'):
+    """A zip as a bad download leaves it: 'crc' flips a byte of `member`'s data, 'encrypted'
+    marks every member as password-protected, 'truncated' cuts the file in half."""
+    data = bytearray(path.read_bytes())
+    if how == 'crc':
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(member)
+        name_length, extra_length = np.frombuffer(bytes(data[info.header_offset + 26:
+                                                             info.header_offset + 30]), '<u2')
+        data[info.header_offset + 30 + name_length + extra_length + 40] ^= 0xFF
+    elif how == 'encrypted':
+        start = 0
+        while (start := data.find(b'PK\x01\x02', start)) >= 0:   # central directory entries
+            data[start + 8] |= 0x01
+            start += 4
+    else:
+        data = data[:len(data) // 2]
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize('how,message', [
+    ('crc', r'faces\.zip: member sub/img2\.png is corrupt \(its CRC check fails\); the archive '
+            r'is damaged'),
+    ('encrypted', r'faces\.zip: member sub/img0\.png is encrypted; gda reads no '
+                  r'password-protected archives'),
+    ('truncated', r'faces\.zip is a damaged zip archive \(truncated'),
+])
+def test_a_damaged_archive_names_itself_and_the_member(folder, tmp_path, how, message):
+    archive = damage_zip(_zip(folder, tmp_path / 'faces.zip'), how)
+    with pytest.raises(UserError, match=message):
+        ImageFolderDataset(archive)
+
+
+def test_zip64_archives_read_like_any_other(folder, tmp_path):
+    path = tmp_path / 'faces64.zip'
+    with zipfile.ZipFile(path, 'w') as archive:
+        for image in sorted(folder.rglob('*.png')):
+            with archive.open(image.relative_to(folder).as_posix(), 'w', force_zip64=True) as out:
+                out.write(image.read_bytes())
+    plain = ImageFolderDataset(folder)
+    wide = ImageFolderDataset(path)
+    assert len(wide) == 5 and all(np.array_equal(wide[i][0], plain[i][0]) for i in range(5))

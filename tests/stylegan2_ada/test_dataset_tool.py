@@ -143,3 +143,74 @@ def test_errors_leave_nothing_behind(tmp_path):
         convert_dataset(tmp_path / 'src', tmp_path / 'src', 16)
     with pytest.raises(UserError, match='already exists and is not an empty folder'):
         convert_dataset(tmp_path / 'src', tmp_path, 16)
+
+
+@pytest.mark.parametrize('mode', ['RGBA', 'LA', 'P', 'L-tRNS', 'RGB-tRNS'])
+def test_every_transparent_pixel_becomes_the_background_whatever_the_png_mode(tmp_path, mode):
+    """Left half transparent, right half opaque gray 200, composited onto #102030 in RGB."""
+    gray = np.full((16, 16), 200, np.uint8)
+    alpha = np.full((16, 16), 255, np.uint8)
+    alpha[:, :8] = 0
+    extra = {}
+    if mode in ('RGBA', 'LA'):
+        image = PIL.Image.fromarray(np.dstack([gray] * (3 if mode == 'RGBA' else 1) + [alpha]), mode)
+    elif mode == 'P':
+        image = PIL.Image.fromarray(np.where(alpha == 0, 0, 1).astype(np.uint8), 'P')
+        image.putpalette([0, 0, 0, 200, 200, 200] + [0] * 762)
+        extra = dict(transparency=0)
+    else:   # a tRNS colour: every pixel of gray 0 is transparent
+        pixels = np.where(alpha == 0, 0, 200).astype(np.uint8)
+        image = PIL.Image.fromarray(pixels if mode == 'L-tRNS' else np.dstack([pixels] * 3))
+        extra = dict(transparency=0 if mode == 'L-tRNS' else (0, 0, 0))
+    _save(tmp_path / 'src/a.png', image, **extra)
+    convert_dataset(tmp_path / 'src', tmp_path / 'out.zip', 16, background='#102030',
+                    channels='rgb')
+    pixels = ImageFolderDataset(tmp_path / 'out.zip')[0][0].transpose(1, 2, 0)
+    assert (pixels[:, :8] == (16, 32, 48)).all() and (pixels[:, 8:] == 200).all()
+
+
+def test_transparent_gray_images_make_an_rgb_dataset_on_a_colour_background(tmp_path):
+    alpha = np.zeros((16, 16), np.uint8)
+    _save(tmp_path / 'src/a.png', PIL.Image.fromarray(np.dstack([alpha, alpha]), 'LA'))
+    assert convert_dataset(tmp_path / 'src', tmp_path / 'c.zip', 16, background='#102030').channels == 3
+    assert convert_dataset(tmp_path / 'src', tmp_path / 'g.zip', 16, background='gray').channels == 1
+
+
+def test_an_existing_zip_is_replaced_only_when_asked(tmp_path):
+    for i in range(3):
+        _save(tmp_path / f'src/{i}.png', PIL.Image.new('RGB', (16, 16), (i, i, i)))
+    _save(tmp_path / 'one/0.png', PIL.Image.new('RGB', (16, 16), (9, 9, 9)))
+    convert_dataset(tmp_path / 'src', tmp_path / 'out.zip', 16)
+    with pytest.raises(UserError, match=r'out\.zip already exists; pass --overwrite to replace it'):
+        convert_dataset(tmp_path / 'one', tmp_path / 'out.zip', 16)
+    assert len(ImageFolderDataset(tmp_path / 'out.zip')) == 3
+    convert_dataset(tmp_path / 'one', tmp_path / 'out.zip', 16, overwrite=True)
+    assert len(ImageFolderDataset(tmp_path / 'out.zip')) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['one', 'out.zip', 'src']
+
+
+@pytest.mark.parametrize('dest', ['new/deeper/out.zip', 'new/deeper/folder'])
+def test_a_failure_midway_leaves_no_partial_dataset_and_no_new_folders(tmp_path, dest):
+    """The third image cannot be read (a corrupt member): no half dataset, no empty folders."""
+    for i in range(4):
+        _save(tmp_path / f'src/{i}.png', PIL.Image.new('RGB', (16, 16), (i, i, i)))
+    with zipfile.ZipFile(tmp_path / 'src.zip', 'w') as archive:
+        for i in range(4):
+            archive.write(tmp_path / f'src/{i}.png', f'{i}.png')
+    data = bytearray((tmp_path / 'src.zip').read_bytes())
+    with zipfile.ZipFile(tmp_path / 'src.zip') as archive:
+        offset = archive.getinfo('2.png').header_offset + 30 + len('2.png')
+    data[offset + 40] ^= 0xFF
+    (tmp_path / 'src.zip').write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r'member 2\.png is corrupt'):
+        convert_dataset(tmp_path / 'src.zip', tmp_path / dest, 16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['src', 'src.zip']
+
+
+def test_a_folder_dataset_appears_whole(tmp_path):
+    for i in range(3):
+        _save(tmp_path / f'src/{i}.png', PIL.Image.new('RGB', (16, 16), (i, i, i)))
+    (tmp_path / 'empty').mkdir()
+    convert_dataset(tmp_path / 'src', tmp_path / 'empty', 16)
+    assert len(ImageFolderDataset(tmp_path / 'empty')) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['empty', 'src']
