@@ -6,11 +6,13 @@ with its error, reported by `gda plugins` and by `--plugin NAME`, and breaks not
 called per plugin, in the order the user gave, so every contribution is tagged with its owner.
 """
 
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
 import os
 import re
+import signal
 from typing import Any, Dict, List, Optional
 
 import click
@@ -53,7 +55,45 @@ class BrokenPlugin:
 
 
 def _describe(error):
+    if isinstance(error, SystemExit):
+        return f'it called sys.exit({error.code!r})'
     return f'{type(error).__name__}: {error}'.strip().rstrip(':')
+
+
+@contextlib.contextmanager
+def _real_interrupts():
+    """Yields a dict whose 'seen' tells a real Ctrl-C from a KeyboardInterrupt that plugin code
+    raised itself: only the first must stop gda; the second is that plugin's failure."""
+    state = dict(seen=False)
+
+    def handler(signum, frame):
+        state['seen'] = True
+        raise KeyboardInterrupt
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, handler)
+    except ValueError:   # not the main thread: signals go elsewhere, plain rules apply
+        previous = None
+    try:
+        yield state
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_plugin_code(fn):
+    """(result, None), or (None, error description) if plugin code fails in any way, sys.exit()
+    and BaseExceptions included, so that one plugin cannot end every gda command."""
+    with _real_interrupts() as interrupts:
+        try:
+            return fn(), None
+        except PluginError as error:
+            return None, str(error)
+        except BaseException as error:   # third-party code: anything it raises stays isolated
+            if interrupts['seen'] or isinstance(error, GeneratorExit):
+                raise
+            return None, _describe(error)
 
 
 class PluginManager:
@@ -86,11 +126,10 @@ class PluginManager:
                         f'the name {ep.name!r} is already taken by {seen[ep.name][0]}')
                 continue
             seen[ep.name] = (distribution, ep.value)
-            try:
-                self.register(ep.load(), ep.name, distribution, version)
-            except Exception as error:   # any failure of third-party code stays isolated
-                message = str(error) if isinstance(error, PluginError) else _describe(error)
-                self.broken[ep.name] = BrokenPlugin(ep.name, distribution, version, message)
+            _, error = run_plugin_code(
+                lambda: self.register(ep.load(), ep.name, distribution, version))
+            if error is not None:
+                self.broken[ep.name] = BrokenPlugin(ep.name, distribution, version, error)
 
     def register(self, obj, name, distribution=None, version=None):
         """Register `obj` as plugin `name`; PluginError (and nothing registered) if it is unusable."""
@@ -203,10 +242,9 @@ class PluginManager:
             if not self.implements(name, 'register_commands'):
                 continue
             scratch = click.Group(name)
-            try:
-                self.call(name, 'register_commands', cli=scratch)
-            except Exception as error:
-                warn(f'plugin {name!r} could not register its commands: {_describe(error)}')
+            _, error = run_plugin_code(lambda: self.call(name, 'register_commands', cli=scratch))
+            if error is not None:
+                warn(f'plugin {name!r} could not register its commands: {error}')
                 continue
             for command_name, command in scratch.commands.items():
                 if command_name in cli.commands:

@@ -62,6 +62,13 @@ MODULES = {
     'gdatest_raises': '''
         raise RuntimeError('cannot import me')
         ''',
+    'gdatest_exits': '''
+        import sys
+        sys.exit(3)
+        ''',
+    'gdatest_interrupts': '''
+        raise KeyboardInterrupt('not a real Ctrl-C')
+        ''',
 }
 
 
@@ -101,6 +108,8 @@ def test_a_failing_plugin_is_isolated_and_named(plugin_modules):
     assert 'options() must return a list of gda_hooks.Option' in errors['options']
     assert 'wrapper' in errors['wrapper']
     assert errors['raises'] == 'RuntimeError: cannot import me'
+    assert errors['exits'] == 'it called sys.exit(3)'
+    assert errors['interrupts'] == 'KeyboardInterrupt: not a real Ctrl-C'
     assert errors['missing'].startswith('ModuleNotFoundError')
     with pytest.raises(PluginError, match="plugin 'raises' failed to load: RuntimeError: cannot import me"):
         manager.get('raises')
@@ -255,3 +264,25 @@ def test_a_hook_returning_the_wrong_type_is_the_plugins_error(tiny, tmp_path):
 
     with pytest.raises(PluginError, match=r"plugin 'wrong': d_heads\(\) must return a list, got str"):
         HP.train(tmp_path, *tiny, HP.manager(('wrong', WrongHeads())), plugins=['wrong'])
+
+
+def test_a_plugin_calling_sys_exit_on_import_ends_no_command(tmp_path):
+    """Installed in a fresh process: --help, gda plugins and other commands work; the plugin is
+    listed with the reason."""
+    dist = tmp_path / 'gda_exiting_example-1.0.dist-info'
+    dist.mkdir()
+    (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: gda-exiting-example\nVersion: 1.0\n')
+    (dist / 'entry_points.txt').write_text('[gda.plugins]\nexiting = gdatest_exiting\n')
+    (tmp_path / 'gdatest_exiting.py').write_text('import sys\nsys.exit(7)\n')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), OMP_NUM_THREADS='1')
+    env.pop(plugin_manager.AUTOLOAD_ENV, None)
+
+    def gda(*args):
+        return subprocess.run([sys.executable, '-m', 'gda_core', *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+    assert gda('--help').returncode == 0 and 'train' in gda('--help').stdout
+    listing = gda('plugins')
+    assert listing.returncode == 0
+    assert 'exiting  (gda-exiting-example 1.0)  FAILED TO LOAD: it called sys.exit(7)' in listing.stdout
+    assert 'freezed' in listing.stdout
+    assert gda('info', '--help').returncode == 0
