@@ -2,7 +2,7 @@
 
 from setuptools import setup
 
-PLUGINS = ['diffaugment', 'freezed', 'adafm', 'disp', 'ewc', 'idc', 'patchd', 'genda', 'rssa']  # built-in method plugins, registered like third-party ones
+PLUGINS = ['diffaugment', 'freezed', 'adafm', 'disp', 'ewc', 'idc', 'patchd', 'genda', 'rssa', 'adam', 'rick']  # built-in method plugins, registered like third-party ones
 
 setup(
     name='gda',
