@@ -15,13 +15,7 @@ from stylegan2_ada.errors import UserError
 from . import metrics as metrics_lib
 from .metrics.edges import EDGE_DETECTORS
 from .metrics.records import read_records, record_path, snapshots
-
-RUN_MARKERS = ('training_options.json', 'stats.jsonl')
-
-
-def is_run_dir(path):
-    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, name)) for name in RUN_MARKERS)
-
+from .run_dir import is_run_dir, require_run_dir
 
 def _recorded(run_dir, name):
     path = record_path(run_dir, name)
@@ -80,8 +74,7 @@ def metrics(network, which, as_json, **kw):
     source = kw['source']
     results = []
     if os.path.isdir(network):
-        if not is_run_dir(network):
-            raise UserError(f'{network} is a folder but not a run directory (no {" or ".join(RUN_MARKERS)})')
+        require_run_dir(network, 'metrics')
         plan = plan_run(network, names, which)
         if not plan:
             log(f'Every snapshot of {network} already has {", ".join(names)} (--snapshots all recomputes)')

@@ -1,13 +1,10 @@
 """`gda report RUN_DIR`: a self-contained HTML page of a run's losses, metrics and images."""
 
-import os
-
 import click
 import torch
 
-from stylegan2_ada.errors import UserError
-
 from .report import write_report
+from .run_dir import require_run_dir
 
 
 @click.command()
@@ -23,8 +20,7 @@ def report(run_dir, out, pairs, seed, device):
     Example:
       gda report runs/00001-babies-fewshot-batch4 && xdg-open runs/00001-babies-fewshot-batch4/report.html
     """
-    if not os.path.isdir(run_dir):
-        raise UserError(f'{run_dir} is not a directory (a run directory of gda train is expected)')
+    require_run_dir(run_dir, 'report')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     path = write_report(run_dir, out, pairs_count=pairs, seed=seed, device=device)
     click.echo(f'Report written to {path}')

@@ -20,6 +20,7 @@ import PIL.Image
 import torch
 
 import stylegan2_ada
+from stylegan2_ada.checkpoint.atomic import atomic_write
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.image_grid import to_uint8
 
@@ -62,12 +63,17 @@ def read_json(path):
         return {}
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _finite(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return _number(value) and math.isfinite(value)
 
 
 def loss_series(entries):
-    """{term: [(kimg, value)]}: every loss in 'losses', plugin logs ('owner/key') and augment p."""
+    """{term: [(kimg, value)]}: every loss in 'losses', plugin logs ('owner/key') and augment p.
+    Non-finite values (a diverged run) are kept: the charts mark them."""
     series = {}
     for entry in entries:
         kimg = entry.get('kimg')
@@ -78,7 +84,7 @@ def loss_series(entries):
         if 'augment' in entry:
             values['augment p'] = entry['augment']
         for key, value in values.items():
-            if _finite(value):
+            if _number(value):
                 series.setdefault(key, []).append((kimg, value))
     return series
 
@@ -91,7 +97,7 @@ def metric_series(run_dir):
             if not _finite(record.get('kimg')):
                 continue
             for key, value in record['results'].items():
-                if _finite(value):
+                if _number(value):
                     found.setdefault(name, {}).setdefault(key, []).append((record['kimg'], value))
     return found
 
@@ -123,11 +129,24 @@ def _label(value):
     return f'{value:.4g}'
 
 
+def non_finite_note(series):
+    """'nan from kimg 0.024' for each label with non-finite values (where the run diverged)."""
+    notes = []
+    for label, values in series.items():
+        bad = sorted((x, y) for x, y in values if not math.isfinite(y))
+        if bad:
+            name = f'{label}: ' if len(series) > 1 else ''
+            notes.append(f'{name}{bad[0][1]} from kimg {_label(bad[0][0])} ({len(bad)} value(s))')
+    return '; '.join(notes)
+
+
 def svg_chart(title, series, x_label='kimg'):
-    """An inline SVG line chart of {label: [(x, y)]} (one colour per label, legend if several)."""
+    """An inline SVG line chart of {label: [(x, y)]} (one colour per label, legend if several).
+    Non-finite values are drawn as red crosses along the top edge and named under the title."""
     points = [point for values in series.values() for point in values]
+    finite_y = [y for _, y in points if math.isfinite(y)]
     x_lo, x_hi = _span([x for x, _ in points])
-    y_lo, y_hi = _span([y for _, y in points])
+    y_lo, y_hi = _span(finite_y or [0.0])
     plot_w = WIDTH - MARGIN['left'] - MARGIN['right']
     plot_h = HEIGHT - MARGIN['top'] - MARGIN['bottom']
 
@@ -154,12 +173,18 @@ def svg_chart(title, series, x_label='kimg'):
     for index, (label, values) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         values = sorted(values)
-        coords = ' '.join(f'{sx(x):.1f},{sy(y):.1f}' for x, y in values)
+        shown = [(x, y) for x, y in values if math.isfinite(y)]
+        coords = ' '.join(f'{sx(x):.1f},{sy(y):.1f}' for x, y in shown)
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/>')
-        if len(values) <= 40:
-            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{colour}"/>' for x, y in values]
+        if len(shown) <= 40:
+            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{colour}"/>' for x, y in shown]
+        out += [f'<text class="nonfinite" x="{sx(x):.1f}" y="{MARGIN["top"] + 9}" fill="#d00" '
+                f'text-anchor="middle">×</text>' for x, y in values if not math.isfinite(y)]
         name = html.escape(label) if len(series) > 1 else 'last'
         legend.append(f'<tspan fill="{colour}">{name} {_label(values[-1][1])}</tspan>')
+    note = non_finite_note(series)
+    if note:
+        legend.append(f'<tspan fill="#d00">non-finite: {html.escape(note)}</tspan>')
     out.append(f'<text x="{WIDTH / 2}" y="31" text-anchor="middle">{" · ".join(legend)}</text>')
     out.append('</svg>')
     return ''.join(out)
@@ -295,9 +320,10 @@ def build_report(run_dir, pairs_count=8, seed=0, device='cpu', pairs=None):
 
 
 def write_report(run_dir, out=None, **kwargs):
-    """Write build_report's page to `out` (default RUN_DIR/report.html); returns the path."""
+    """Write build_report's page to `out` (default RUN_DIR/report.html), whole or not at all;
+    returns the path."""
     out = out or os.path.join(run_dir, 'report.html')
     text = build_report(run_dir, **kwargs)
-    with open(out, 'w', encoding='utf-8') as file:
-        file.write(text)
+    with atomic_write(out, sync=False) as file:
+        file.write(text.encode('utf-8'))
     return out

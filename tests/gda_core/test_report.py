@@ -3,6 +3,8 @@
 import base64
 import io
 import json
+import math
+import os
 import re
 
 import numpy as np
@@ -73,7 +75,42 @@ def test_nice_ticks():
 def test_loss_series_takes_losses_plugin_logs_and_augment():
     series = loss_series([dict(kimg=1.0, augment=0.2, losses={'Loss/G/loss': 2.0}, **{'rssa/scc': 0.5}),
                           dict(kimg=2.0, losses={'Loss/G/loss': float('nan')}), dict(losses={'x': 1.0})])
-    assert series == {'Loss/G/loss': [(1.0, 2.0)], 'rssa/scc': [(1.0, 0.5)], 'augment p': [(1.0, 0.2)]}
+    assert series['rssa/scc'] == [(1.0, 0.5)] and series['augment p'] == [(1.0, 0.2)]
+    assert series['Loss/G/loss'][0] == (1.0, 2.0) and math.isnan(series['Loss/G/loss'][1][1])
+    assert set(series) == {'Loss/G/loss', 'rssa/scc', 'augment p'}
+
+
+def test_non_finite_values_are_marked_not_dropped():
+    """A diverged run: the chart keeps the finite curve and marks each NaN/inf with a red cross,
+    saying from which kimg the values are non-finite."""
+    svg = svg_chart('Loss/G/loss', {'Loss/G/loss': [(0.0, 1.0), (1.0, 2.0), (2.0, float('nan')),
+                                                    (3.0, float('inf'))]})
+    assert len(re.findall(r'class="nonfinite"[^>]*>×<', svg)) == 2
+    assert 'non-finite: nan from kimg 2 (2 value(s))' in svg
+    assert len(re.search(r'points="([^"]+)"', svg).group(1).split()) == 2
+    only_nan = svg_chart('x', {'x': [(0.0, float('nan'))]})
+    assert 'non-finite: nan from kimg 0 (1 value(s))' in only_nan
+
+
+def test_the_report_of_a_diverged_run_shows_its_nan_losses(tmp_path):
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    (run_dir / 'stats.jsonl').write_text(
+        json.dumps(dict(kimg=0.1, losses={'Loss/G/loss': 1.5})) + '\n'
+        + json.dumps(dict(kimg=0.2, losses={'Loss/G/loss': float('nan')})) + '\n')
+    page = build_report(str(run_dir), pairs_count=0)
+    assert '>Loss/G/loss<' in page and 'non-finite: nan from kimg 0.2' in page
+
+
+@pytest.mark.parametrize('command', ['report', 'metrics'])
+def test_a_folder_that_is_no_run_directory_is_one_line_and_nothing_is_written(tmp_path, command):
+    (tmp_path / 'photos').mkdir()
+    (tmp_path / 'photos/a.txt').write_text('not a run')
+    result = CliRunner().invoke(main, [command, str(tmp_path / 'photos')])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and 'Traceback' not in result.output
+    assert 'is a folder but not a run directory' in lines[0]
+    assert sorted(os.listdir(tmp_path / 'photos')) == ['a.txt']
 
 
 def test_svg_chart_places_points_inside_the_plot():
