@@ -108,6 +108,7 @@ def plugin_values(ctx, kw):
 @click.option('--outdir',     help='Where to make the run directory', metavar='DIR', default='runs', show_default=True)
 @click.option('--data',       help='Training images (zip or folder)', metavar='PATH')
 @click.option('--source',     help='Network to adapt: path, URL, preset, or none (from scratch)', metavar='SRC')
+@click.option('--source-g',   help="The source's generator to start from: G_ema, or G (CDC's choice) [default: G_ema]", type=click.Choice(training.SOURCE_G))
 @click.option('--cfg',        help='Preset [default: fewshot with a source, auto without]', type=click.Choice(training.CFG_NAMES))
 @click.option('--desc',       help='Run directory name suffix', metavar='STR')
 # Method plugins, composed in command-line order.
@@ -124,14 +125,14 @@ def plugin_values(ctx, kw):
 @click.option('--lr',         help='Learning rate of G and D', type=click.FloatRange(min=0, min_open=True))
 @click.option('--gamma',      help='R1 regularisation weight', type=click.FloatRange(min=0))
 @click.option('--ema',        help='EMA half-life in kimg', type=click.FloatRange(min=0))
-@click.option('--mirror',     help='Add x-flipped copies of the data', is_flag=True)
+@click.option('--mirror/--no-mirror', help='Add x-flipped copies of the data [default: on with --cfg fewshot, as CDC]', default=None)
 @click.option('--cond',       help='Train on the dataset labels (conditional)', is_flag=True)
 @click.option('--seed',       help='Random seed', type=int, default=0, show_default=True)
 # Augmentation.
 @click.option('--aug',        help='Augmentation mode [default: ada]', type=click.Choice(['ada', 'noaug', 'fixed']))
 @click.option('--p',          help='Augmentation probability (initial for ada, constant for fixed)', type=click.FloatRange(0, 1))
 @click.option('--target',     help='ADA target for E[sign(D(real))]', type=click.FloatRange(0, 1))
-@click.option('--ada-kimg',   help='ADA speed: kimg for p to move from 0 to 1 [default: 500 from scratch, 100 fine-tuning]', type=click.FloatRange(min=0, min_open=True))
+@click.option('--ada-kimg',   help='ADA speed: kimg for p to move from 0 to 1 [default: 500 from scratch, 833.3 with --cfg fewshot (CDC), 100 fine-tuning with other presets]', type=click.FloatRange(min=0, min_open=True))
 @click.option('--augpipe',    help='Augmentations used [default: bgc]', type=click.Choice(training.AUGPIPES))
 # Architecture when training from scratch.
 @click.option('--cbase',      help='Channel base (--source none)', type=click.IntRange(min=1))
@@ -187,7 +188,7 @@ def train(ctx, **kw):
     config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'], cfg=kw['cfg'],
                   desc=kw['desc'], options=options, tick=kw['tick'], snap=kw['snap'],
                   metrics=kw['metrics'],
-                  mirror=kw['mirror'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
+                  mirror=kw['mirror'], source_g=kw['source_g'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
                   p=kw['p'], augpipe=kw['augpipe'], device=kw['device'], gpus=kw['gpus'],
                   plugins=list(kw['plugin']), plugin_options=plugin_options,
                   first_log_line=demo_defaults.FIRST_LOG_LINE if demo else None)

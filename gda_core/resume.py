@@ -135,7 +135,7 @@ def resume_config(config, given, given_plugins):
                 tick=given.get('tick', opts.get('tick')), snap=given.get('snap', opts.get('snap')),
                 metrics=given.get('metrics', ','.join(saved.get('metrics') or [])) or None,
                 mirror=bool(saved.get('mirror', False)), cond=bool(saved.get('cond', False)),
-                seed=opts.get('seed', 0), aug=opts.get('aug'), p=opts.get('p'),
+                source_g=saved.get('source_g'), seed=opts.get('seed', 0), aug=opts.get('aug'), p=opts.get('p'),
                 augpipe=opts.get('augpipe'),
                 device=given['device'] if 'device' in given else saved.get('device'),
                 gpus=given.get('gpus'), default_gpus=saved.get('gpus', 1),
@@ -225,7 +225,7 @@ def restored_networks(snapshot, config, load_source):
     gda = snapshot['gda']
     source_info, source_G = gda.get('source'), gda.get('source_G')
     if source_G is None and config['source'] != 'none':
-        data, source_G, _ = load_source(config['source'])
+        data, source_G, _ = load_source(config['source'], config.get('source_g'))
         wanted = (source_info or {}).get('sha256')
         if wanted and data['origin']['sha256'] != wanted:
             raise UserError(f"--resume: the snapshot left out the source G and {config['source']} "

@@ -1,7 +1,8 @@
 """The host's training run: source + dataset + options + plugins -> networks -> the engine's loop.
 
 Fine-tuning (--source PATH|URL|PRESET) starts G, G_ema and the frozen source copy from the source's
-G_ema (the papers' choice: the EMA generator is the good one) and D from its D; the source's own
+G_ema (the papers' choice: the EMA generator is the good one; `--source-g G` takes the source's G,
+as CDC's code does with rosinality's `g`) and D from its D; the source's own
 network kwargs always win. --source none trains from scratch with NVIDIA's preset widths. The
 active plugins (--plugin, in order) propose defaults, then fill the loop's injection points
 (composition.py); every conflict is found before the run directory exists.
@@ -26,7 +27,8 @@ from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.networks import Discriminator, Generator
-from stylegan2_ada.training_config import CFG_NAMES, PRESET_KEYS, resolve
+from stylegan2_ada.training_config import (CFG_NAMES, PRESET_KEYS, preset_mirror, preset_sources,
+                                           resolve)
 from stylegan2_ada.training_loop import TrainingLoop
 
 from . import comparison, composition, datasets, metrics as run_metrics, resume
@@ -61,10 +63,17 @@ def build_networks(opts, resolution, channels, c_dim):
     return G, D
 
 
-def load_source(source):
-    """The networks to fine-tune, with a clear error when the file lacks them."""
+SOURCE_G = ('G_ema', 'G')
+
+
+def load_source(source, which=None):
+    """The networks to fine-tune, with a clear error when the file lacks them. `which` picks the
+    source's generator: 'G_ema' (default, falling back to G) or 'G' (CDC starts from `g`)."""
     data = stylegan2_ada.load(source, verbose=True)
-    G = data.get('G_ema') or data.get('G')
+    if which == 'G' and data.get('G') is None:
+        raise UserError(f'--source-g G: {source} holds no training G '
+                        f'(found: {", ".join(k for k in ("G", "D", "G_ema") if data.get(k))})')
+    G = data.get('G') if which == 'G' else data.get('G_ema') or data.get('G')
     if G is None or data.get('D') is None:
         raise UserError(f'{source} holds no generator and discriminator pair to fine-tune '
                         f'(found: {", ".join(k for k in ("G", "D", "G_ema") if data.get(k))}); '
@@ -142,13 +151,18 @@ def prepare(config, manager=None):
             raise UserError(f'{", ".join(given)} describe a network built from scratch; with '
                             f'--source the source\'s own architecture is used (drop them or use '
                             f'--source none)')
-    dataset = ImageFolderDataset(config['data'], use_labels=config.get('cond', False),
-                                 xflip=config.get('mirror', False))
     cfg = config.get('cfg') or ('fewshot' if fine_tuning else 'auto')
+    mirror_origin = 'command line'
+    if config.get('mirror') is None:   # neither --mirror nor --no-mirror: the preset decides
+        config = dict(config, mirror=preset_mirror(cfg))
+        mirror_origin = f'--cfg {cfg}'
+    dataset = ImageFolderDataset(config['data'], use_labels=config.get('cond', False),
+                                 xflip=config['mirror'])
     gpus = config.get('gpus') or config.get('default_gpus') or 1
     proposals = [(entry.name, entry.proposals) for entry in active if entry.proposals]
     opts, origin = resolve(cfg, dataset.resolution, explicit, proposals, gpus=gpus,
                            fine_tuning=fine_tuning)
+    origin['mirror'] = mirror_origin
     if opts.get('iters') is not None and origin['kimg'].startswith('--cfg'):
         opts['kimg'] = None   # --iters alone is the stop condition
         origin['kimg'] = 'none: --iters stops the run'
@@ -175,8 +189,9 @@ def describe(plan):
                 device=config.get('device'),
                 gpus=config.get('gpus') or config.get('default_gpus') or 1,
                 mirror=bool(config.get('mirror', False)), cond=bool(config.get('cond', False)),
+                source_g=config.get('source_g') or 'G_ema',
                 metrics=plan['metrics'], options=opts,
-                option_origin=plan['origin'],
+                option_origin=plan['origin'], preset_sources=preset_sources(plan['cfg']),
                 dataset=dict(path=config['data'], images=len(plan['dataset']),
                              resolution=plan['dataset'].resolution,
                              channels=plan['dataset'].num_channels,
@@ -192,7 +207,7 @@ def networks(plan, device):
     if not plan['fine_tuning']:
         G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
         return G, D, None, None
-    data, G_src, D = load_source(config['source'])
+    data, G_src, D = load_source(config['source'], config.get('source_g'))
     check_dataset_matches(dataset, G_src, config['data'])
     if dataset.label_dim != G_src.c_dim:
         raise UserError(f'the source is conditioned on {G_src.c_dim} labels but the dataset '
@@ -283,6 +298,7 @@ def _train(config, dist, device, log, manager):
         run_log(config['first_log_line'])
     resuming = config.get('resume')
     plan = prepare(config, manager)
+    config = plan['config']   # with the resolved --mirror
     opts, dataset, active = plan['opts'], plan['dataset'], plan['active']
     if resuming:
         snapshot_path, snapshot, skipped = resume_point(resuming, opts, dist, run_log)

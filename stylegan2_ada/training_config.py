@@ -1,7 +1,8 @@
 """Training presets (--cfg) and how explicit options, plugin proposals and presets combine.
 
-Numbers are NVIDIA's train.py presets; `fewshot` is CDC's adaptation setting scaled to the source
-(decisions.md). Precedence: explicit CLI value > a plugin's proposed default > the preset.
+Numbers are NVIDIA's train.py presets; `fewshot` is CDC's adaptation setting (Ojha et al.'s
+train.py, FEWSHOT_SOURCES says where each value comes from). Precedence: explicit CLI value > a
+plugin's proposed default > the preset.
 """
 
 from .errors import UserError
@@ -15,6 +16,30 @@ _NVIDIA = {
     'cifar':     (2, 100000, 64, 32, 1, 0.0025, 0.01, 500, 0.05, 2),
 }
 CFG_NAMES = ['auto', 'fewshot'] + list(_NVIDIA)
+
+# CDC adapts ADA's p by ada_target / ada_length = 0.6 / 500k per image of sign error; NVIDIA's
+# controller moves p by 1 / (ada_kimg * 1000) per image, so the same rate is ada_kimg = 500 / 0.6.
+CDC_ADA_KIMG = 500 / 0.6
+
+# Where each value of --cfg fewshot comes from (utkarshojha/few-shot-gan-adaptation, train.py and
+# run.sh); recorded in training_options.json.
+FEWSHOT_SOURCES = {
+    'batch': 'CDC run.sh --batch 4',
+    'lr': 'CDC train.py --lr 0.002',
+    'gamma': 'CDC train.py --r1 10',
+    'ema_kimg': 'CDC train.py accum = 0.5 ** (32 / (10 * 1000)) per iteration: 1.25 kimg at batch 4',
+    'ema_rampup': 'CDC train.py: no EMA ramp-up',
+    'kimg': 'CDC run.sh --iter 5002 at batch 4: ~20 kimg',
+    'map': 'CDC train.py n_mlp = 8 (with a source its own depth is used)',
+    'mbstd': 'rosinality Discriminator stddev_group 4',
+    'style_mixing': 'CDC train.py --mixing 0.9',
+    'pl_weight': 'CDC train.py --path_regularize 2',
+    'ada_target': 'CDC train.py --ada_target 0.6',
+    'ada_kimg': 'CDC train.py --ada_length 500000: p moves 0.6 per 500k images, ada_kimg 833.3',
+    'mirror': 'CDC train.py transforms.RandomHorizontalFlip() on every batch',
+    'fmaps': 'unused with a source (its own widths); NVIDIA auto value for --source none',
+    'd_architecture': 'NVIDIA resnet D (rosinality ResBlocks)',
+}
 
 # Options every preset fills; the CLI may set any of them explicitly.
 PRESET_KEYS = ['kimg', 'batch', 'mbstd', 'fmaps', 'lr', 'gamma', 'ema_kimg', 'ema_rampup', 'map',
@@ -35,16 +60,31 @@ def preset(cfg, resolution, gpus=1, fine_tuning=False):
                     gamma=0.0002 * resolution ** 2 / batch, ema_kimg=batch * 10 / 32,
                     ema_rampup=0.05, map=2)
     if cfg == 'fewshot':
-        # CDC: batch 4, lr 0.002, R1 gamma 10, EMA decay 0.5^(32/10000) per iteration (ema_kimg
-        # 1.25 at batch 4), ~5000 iterations (20 kimg), ADA target 0.6 reacting within 100 kimg.
+        # CDC's train.py: batch 4, lr 0.002, R1 gamma 10, EMA decay 0.5^(32/10000) per iteration
+        # (ema_kimg 1.25 at batch 4), ~5000 iterations (20 kimg), ADA target 0.6 at CDC's rate.
         return dict(common, kimg=20, batch=4, mbstd=4, fmaps=0.5, lr=0.002, gamma=10.0,
-                    ema_kimg=1.25, ema_rampup=None, map=8, ada_kimg=100)
+                    ema_kimg=1.25, ema_rampup=None, map=8, ada_kimg=CDC_ADA_KIMG)
     ref_gpus, kimg, batch, mbstd, fmaps, lr, gamma, ema, ramp, map_layers = _NVIDIA[cfg]
     values = dict(common, kimg=kimg, batch=batch, mbstd=mbstd, fmaps=fmaps, lr=lr, gamma=gamma,
                   ema_kimg=ema, ema_rampup=ramp, map=map_layers)
     if cfg == 'cifar':
         values.update(pl_weight=0.0, style_mixing=0.0, d_architecture='orig')
     return values
+
+
+def preset_mirror(cfg):
+    """Whether preset `cfg` mirrors the data when --mirror/--no-mirror is not given: CDC always
+    flips (RandomHorizontalFlip), NVIDIA's presets leave it to --mirror."""
+    return cfg == 'fewshot'
+
+
+def preset_sources(cfg):
+    """Where each value of preset `cfg` comes from, for training_options.json."""
+    if cfg == 'fewshot':
+        return dict(FEWSHOT_SOURCES)
+    if cfg == 'auto':
+        return {'*': "NVIDIA train.py cfg 'auto' (resolution-dependent)"}
+    return {'*': f"NVIDIA train.py cfg {cfg!r}; ada_kimg 100 when fine-tuning (NVIDIA's resume rule)"}
 
 
 def resolve(cfg, resolution, explicit, proposals=(), gpus=1, fine_tuning=False):
