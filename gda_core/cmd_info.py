@@ -2,7 +2,9 @@
 
 Read from the rebuilt modules and their state_dict shapes rather than from stored kwargs, so the
 numbers are those of the networks that will actually run (defaults filled in, TF conversions
-included).
+included). A rosinality checkpoint also shows the architecture inferred for it in rosinality's
+terms (size, style_dim, n_mlp, channel multiplier), which file key became which network, and where
+w_avg came from.
 """
 
 import json
@@ -85,10 +87,34 @@ def describe(data):
     """A JSON-able summary of stylegan2_ada.load's result."""
     origin = data['origin']
     networks = {key: describe_network(data[key]) for key in NETWORKS if data.get(key) is not None}
-    extra = sorted(key for key in data if key not in NETWORKS + ('training_set_kwargs', 'gda', 'origin'))
+    extra = sorted(key for key in data
+                   if key not in NETWORKS + ('training_set_kwargs', 'gda', 'origin', 'rosinality'))
     return dict(source=origin['reference'], url=origin['url'], path=origin['path'], sha256=origin['sha256'],
                 format=origin['format'], networks=networks, training_set_kwargs=data.get('training_set_kwargs'),
-                gda=describe_gda(data.get('gda')), other_keys=extra)
+                gda=describe_gda(data.get('gda')), rosinality=describe_rosinality(data.get('rosinality')),
+                other_keys=extra)
+
+
+def describe_rosinality(info):
+    """The architecture inferred for a rosinality checkpoint, in rosinality's own terms."""
+    if info is None:
+        return None
+    keys = ('size', 'style_dim', 'n_mlp', 'channel_multiplier', 'widths', 'source', 'networks', 'w_avg', 'noise')
+    return {key: info.get(key) for key in keys}
+
+
+def _rosinality_lines(info):
+    multiplier = info['channel_multiplier']
+    widths = (f'channel multiplier {multiplier}' if multiplier is not None
+              else f'no channel multiplier (widths {_channels_text(info["widths"])})')
+    generator = f', style_dim {info["style_dim"]}, n_mlp {info["n_mlp"]}' if info['style_dim'] else ''
+    lines = [f'{"architecture":<14}size {info["size"]}{generator}, {widths} (from the {info["source"]})',
+             f'{"  networks":<14}' + ', '.join(f'{key} -> {name}' for key, name in info['networks'].items())]
+    if info['w_avg']:
+        lines.append(f'{"  w_avg":<14}{info["w_avg"]}')
+    if info['noise']:
+        lines.append(f'{"  noise":<14}{info["noise"]}')
+    return lines
 
 
 def _channels_text(channels):
@@ -124,6 +150,8 @@ def format_text(summary):
     lines += [f'{"file":<14}{summary["path"]}', f'{"sha256":<14}{summary["sha256"]}',
               f'{"format":<14}{FORMAT_NAMES[summary["format"]]}',
               f'{"networks":<14}{", ".join(summary["networks"]) or "none"}']
+    if summary.get('rosinality'):
+        lines += _rosinality_lines(summary['rosinality'])
     for name, info in summary['networks'].items():
         lines += _network_lines(name, info)
     if summary['training_set_kwargs']:

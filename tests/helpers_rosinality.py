@@ -280,7 +280,8 @@ class Discriminator(nn.Module):
 @torch.no_grad()
 def randomize(module, seed):
     """Every parameter drawn at random (biases and noise strengths too, so a misplaced one shows);
-    mapping weights keep rosinality's 1 / lr_mul storage scale."""
+    mapping weights keep rosinality's 1 / lr_mul storage scale, ToRGB weights are scaled so that
+    images stay within about [-2, 2], as a trained generator's do."""
     gen = torch.Generator().manual_seed(seed)
     for name, param in module.named_parameters():
         value = torch.randn(param.shape, generator=gen)
@@ -290,6 +291,8 @@ def randomize(module, seed):
             value = 1 + 0.2 * value
         elif name.endswith(('bias', 'noise.weight')):
             value = 0.2 * value
+        if name.startswith('to_rgb') and name.endswith('conv.weight'):
+            value = 0.1 * value
         param.copy_(value)
     for name, buffer in module.named_buffers():
         if name.startswith('noises.'):
