@@ -124,11 +124,14 @@ def repartition(run, index):
     """Estimate the Fisher, take the new partition, zero the newly pruned filters everywhere."""
     ns = run.ns
     samples = run.options['fisher_batches'] * int(run.core['batch'])
-    with ns.masks.paused():
-        fisher = estimate.fisher(run, ns.units, samples, index)
-    scores = partition.importance(ns.units, fisher)
-    ns.states = partition.decide(scores, run.options['fisher_quantile'],
-                                 run.options['prune_quantile'], ns.states)
+    states = None
+    if run.rank == 0:   # G_ema's noise draws from each process's own RNG: one decides for all
+        with ns.masks.paused():
+            fisher = estimate.fisher(run, ns.units, samples, index)
+        scores = partition.importance(ns.units, fisher)
+        states = partition.decide(scores, run.options['fisher_quantile'],
+                                  run.options['prune_quantile'], ns.states)
+    ns.states = run.broadcast(states)
     ns.updates += 1
     nets = dict(G=[run.G, run.G_ema], D=[run.D])
     for unit in ns.units:
