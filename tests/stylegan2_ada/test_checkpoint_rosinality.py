@@ -279,3 +279,19 @@ def test_what_rosinality_cannot_express_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"discriminator .* architecture is 'skip'; rosinality's is resnet"):
         save_rosinality(tmp_path / 'x.pt', G, D=skip_d)
     assert not (tmp_path / 'x.pt').exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('size', [32, 64])
+def test_rosinalitys_own_widths(size):
+    """The README's measurement: rosinality's real widths (512 channels up to 32 px, multiplier 2
+    at 64 px), style_dim 512, n_mlp 8. About 20 s (32 px) and 60 s (64 px) on one thread."""
+    g, d, g_ema = R.networks(size, style_dim=512, n_mlp=8)
+    data = interpret('torch', R.checkpoint(g, d, g_ema, channel_multiplier=2))[1]
+    assert data['rosinality']['channel_multiplier'] == 2
+    z, img = z_batch(4, 512), torch.randn([4, 3, size, size])
+    with torch.no_grad():
+        for psi in (1, 0.7):
+            expected = g_ema(z, psi, data['G_ema'].mapping.w_avg[None])
+            assert (data['G_ema'](z, None, truncation_psi=psi, noise_mode='const') - expected).abs().max() < TOLERANCE
+        assert (data['D'](img, None) - d(img)).abs().max() < TOLERANCE
