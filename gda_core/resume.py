@@ -212,11 +212,11 @@ def newest_valid_snapshot(run_dir, warn):
         except UserError as error:
             reason = str(error).replace(f'cannot read {path}: ', '')
             warn(f'Warning: skipping {path}: {reason} (truncated or corrupt?); trying an older '
-                 f'snapshot')
+                 f'snapshot (if training goes on, it is renamed {os.path.basename(path)}.corrupt)')
             skipped.append(path)
     names = ', '.join(os.path.basename(path) for path in skipped)
-    raise UserError(f'--resume {run_dir}: no valid snapshot ({names} cannot be read); nothing '
-                    f'to resume')
+    raise UserError(f'--resume {run_dir}: no valid snapshot ({names} cannot be read, left as '
+                    f'they are); nothing to resume')
 
 
 def restored_networks(snapshot, config, load_source):
@@ -235,14 +235,26 @@ def restored_networks(snapshot, config, load_source):
 
 # -- the run directory --------------------------------------------------------------------------------
 
+def corrupt_name(path):
+    """Where an unreadable snapshot is set aside: *.corrupt, *.corrupt.1, ... (never replacing
+    one set aside before)."""
+    candidate, number = path + '.corrupt', 0
+    while os.path.exists(candidate):
+        number += 1
+        candidate = f'{path}.corrupt.{number}'
+    return candidate
+
+
 def tidy_run_dir(run_dir, iteration, skipped, log):
-    """Before continuing at `iteration` (rank 0): set the unreadable snapshots aside (renamed
-    *.corrupt, so that the next resume does not trip over them), remove temporary files of killed
-    writers and the stats.jsonl ticks after the snapshot (they will be trained again), so that the
-    files read as one uninterrupted run."""
+    """Before continuing at `iteration` (rank 0, and only when training goes on: a resume that
+    stops before training changes nothing): set the unreadable snapshots aside (renamed *.corrupt,
+    so that the next resume does not trip over them and the next snapshot does not replace them),
+    remove temporary files of killed writers and the stats.jsonl ticks after the snapshot (they
+    will be trained again), so that the files read as one uninterrupted run."""
     for path in skipped:
-        os.replace(path, path + '.corrupt')
-        log(f'Set {path} aside as {os.path.basename(path)}.corrupt')
+        target = corrupt_name(path)
+        os.replace(path, target)
+        log(f'Set {path} aside as {os.path.basename(target)}')
     for path in stale_temp_files(run_dir, '*'):
         os.remove(path)
         log(f'Removed {path}, left by a write that was interrupted')

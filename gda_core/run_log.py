@@ -20,6 +20,13 @@ class RunLog:
         else:
             self._append([str(message)])
 
+    def record(self, message):
+        """Write `message` to log.txt only (the CLI prints errors itself, on stderr)."""
+        if self.path is None:
+            self._pending.append(str(message))
+        else:
+            self._append([str(message)])
+
     def attach(self, run_dir):
         """Start writing RUN_DIR/log.txt (appending), with the lines held so far."""
         self.path = os.path.join(run_dir, 'log.txt')
@@ -34,3 +41,6 @@ class RunLog:
 
 def silent(*args, **kwargs):
     """The log of ranks other than 0."""
+
+
+silent.record = silent

@@ -25,7 +25,7 @@ from stylegan2_ada import distributed
 from stylegan2_ada.checkpoint import atomic_write, save_snapshot
 from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
-from stylegan2_ada.errors import UserError
+from stylegan2_ada.errors import TrainingDiverged, UserError
 from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_config import (CFG_NAMES, PRESET_KEYS, preset_mirror, preset_sources,
                                            resolve)
@@ -356,6 +356,12 @@ def _train(config, dist, device, log, manager):
 
     if resuming:
         restore(plan, run_ctx, loop, snapshot)
+        loop.last_snapshot, loop.snapshot_iteration = snapshot_path, loop.iteration
+        if loop.done():   # nothing to train: change nothing in the run directory
+            run_log(f'The run already reached its stop condition (iteration {loop.iteration}, '
+                    f'kimg {loop.cur_nimg / 1000:g}); nothing was changed; give a larger --kimg '
+                    f'or --iters to train on')
+            return run_dir
         if rank0:
             run_log.attach(run_dir)
             run_log(f'Resuming {run_dir} from {os.path.basename(snapshot_path)}: iteration '
@@ -383,10 +389,11 @@ def _train(config, dist, device, log, manager):
             plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
         loop.sync_from_rank0()
         distributed.seed_process(opts['seed'], dist)
-    if resuming and loop.done():
-        run_log(f'The run already reached its stop condition (iteration {loop.iteration}, kimg '
-                f'{loop.cur_nimg / 1000:g}); give a larger --kimg or --iters to train on')
-    loop.run()
+    try:
+        loop.run()
+    except TrainingDiverged as error:
+        run_log.record(f'Error: {error}')   # the CLI prints it; log.txt keeps why the run stopped
+        raise
     if rank0 and written and source_G is not None:
         comparison.write(run_dir, written[-1], run_log, manager=plan['manager'], device=device,
                          dataset=dataset)

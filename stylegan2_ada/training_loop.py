@@ -9,6 +9,7 @@ and building the loop checks and applies it (docs/hooks.md §5 steps 4-5) before
 import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -20,7 +21,7 @@ import torch
 from .augment import AUGPIPE_SPECS, AdaController, AugmentPipe
 from .cpu_allocator import keep_freed_memory
 from .distributed import Distributed, rng_state, seed_process, set_rng_state
-from .errors import UserError
+from .errors import TrainingDiverged, UserError
 from .extensions import (ConflictError, Extensions, Iteration, LatentBatch, SnapshotInfo,
                          TickInfo, check_param_groups, owner_of, trainable_mask)
 from .image_grid import LEGIBLE_WIDTH, save_image_grid
@@ -213,6 +214,8 @@ class TrainingLoop:
                      f"{row['frozen']:>11,d} frozen")
 
         self.sampler = DataSampler(len(dataset), seed=opts['seed'])
+        self.last_snapshot = None   # the newest snapshot written (or resumed from): all finite
+        self.snapshot_iteration = None
         self.cur_nimg = 0
         self.iteration = 0
         self.tick = 0
@@ -604,6 +607,7 @@ class TrainingLoop:
             return None
         path = os.path.join(self.run_dir, SNAPSHOT_NAME.format(kimg=self.cur_nimg // 1000))
         self.save_snapshot(path, self)
+        self.last_snapshot, self.snapshot_iteration = path, self.iteration
         info = SnapshotInfo(path=path, kimg=self.cur_nimg / 1000, iteration=self.iteration)
         for fn in self.ext.on_snapshot:
             fn(info)
@@ -616,6 +620,34 @@ class TrainingLoop:
         if opts.get('iters') is not None and self.iteration >= opts['iters']:
             return True
         return opts.get('kimg') is not None and self.cur_nimg >= opts['kimg'] * 1000
+
+    def _non_finite_weights(self):
+        """The first of G, D and G_ema holding a NaN or inf weight, else None (one sync)."""
+        modules = dict(G=self.G, D=self.D, G_ema=self.G_ema)
+        flags = torch.stack([torch.stack([p.isfinite().all() for p in module.parameters()]).all()
+                             for module in modules.values()]).tolist()
+        return next((name for name, finite in zip(modules, flags) if not finite), None)
+
+    def divergence(self, losses):
+        """The one-line message of a tick whose losses or weights are no longer finite, or None.
+        Checked once per tick: the statistics are on the host by then, the weights cost one sync."""
+        bad = sorted(name for name, value in losses.items() if not math.isfinite(value))
+        network = self._non_finite_weights()
+        if not bad and network is None:
+            return None
+        first = self.stats.first_non_finite
+        if bad:
+            name = min(bad, key=lambda key: (first.get(key, self.iteration), key))
+            what = f'the loss {name} became {losses[name]}'
+            at = first.get(name, self.iteration)
+        else:
+            what, at = f'the weights of {network} became non-finite', self.iteration
+        kept = (f'{os.path.basename(self.last_snapshot)} (iteration {self.snapshot_iteration}) '
+                f'stays the newest valid snapshot' if self.last_snapshot
+                else 'no snapshot had been written yet')
+        return (f'training diverged at iteration {at}: {what}; nothing non-finite was saved and '
+                f'{kept}; try a lower --lr (now {self.opts["lr"]:g}) or a higher --gamma (now '
+                f'{self.opts["gamma"]:g})')
 
     def _tick_callbacks(self, losses):
         """on_tick on every rank; what each returns is logged as <owner>/<key>."""
@@ -648,6 +680,7 @@ class TrainingLoop:
         maintenance = 0.0
         progress = progress if progress is not None else _Progress(write and sys.stderr.isatty())
         while not self.done():
+            self.stats.iteration = self.iteration + 1   # counted as the tick lines count
             self.step()
             progress.update(self, tick_start_nimg)
             if not self.done() and self.cur_nimg < tick_start_nimg + tick_kimg * 1000:
@@ -673,23 +706,27 @@ class TrainingLoop:
                          losses=losses)
             if self.device.type == 'cuda':   # as NVIDIA's: gpumem is each tick's own peak
                 torch.cuda.reset_peak_memory_stats(self.device)
-            entry.update(self._tick_callbacks(losses))
+            diverged = self.divergence(losses)
+            entry.update(self._tick_callbacks(losses) if diverged is None else {})
             snap = opts.get('snap', 50)
-            snapshot_due = self.done() or bool(snap) and self.tick % snap == 0   # 0: at the end only
+            snapshot_due = not diverged and (self.done() or bool(snap) and self.tick % snap == 0)
             if snapshot_due:
                 self.gather_rank_states()   # every rank, before rank 0 writes
             if write:
                 progress.clear()
                 self.log(format_tick(entry))
                 with open(os.path.join(self.run_dir, 'stats.jsonl'), 'a') as f:
-                    f.write(json.dumps(entry) + '\n')
-                if snapshot_due:
-                    # Images and snapshot must not move the training streams: a resumed run then
-                    # matches an uninterrupted one whatever the snapshot cadence was.
-                    devices = [self.device] if self.device.type == 'cuda' else []
-                    with torch.random.fork_rng(devices=devices):
-                        self.save_fakes(f'fakes{self.cur_nimg // 1000:06d}.png')
-                        self.snapshot()
+                    f.write(json.dumps(entry) + '\n')   # non-finite as NaN: gda report marks it
+            if diverged:
+                progress.clear()
+                raise TrainingDiverged(diverged)
+            if write and snapshot_due:
+                # Images and snapshot must not move the training streams: a resumed run then
+                # matches an uninterrupted one whatever the snapshot cadence was.
+                devices = [self.device] if self.device.type == 'cuda' else []
+                with torch.random.fork_rng(devices=devices):
+                    self.save_fakes(f'fakes{self.cur_nimg // 1000:06d}.png')
+                    self.snapshot()
             self._rank_states = None
             tick_start_nimg = self.cur_nimg
             tick_start_iter = self.iteration

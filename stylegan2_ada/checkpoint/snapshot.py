@@ -101,22 +101,32 @@ def snapshot_data(snapshot):
     return data
 
 
-def tensor_bytes(value):
-    """Bytes of the tensors in nested dicts/lists: about what torch.save needs on disk."""
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, dict):
-        return sum(tensor_bytes(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return sum(tensor_bytes(item) for item in value)
-    return 0
+class _ByteCounter:
+    """A write-only sink that only counts: torch.save into it measures a file without disk."""
+
+    def __init__(self):
+        self.count = 0
+
+    def write(self, data):
+        self.count += len(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def saved_size(data):
+    """The bytes torch.save(data) writes (asked only when a write failed for lack of space)."""
+    counter = _ByteCounter()
+    torch.save(data, counter)
+    return counter.count
 
 
 def save_snapshot(path, snapshot):
     """Write a gda snapshot (see the module docstring) atomically to `path`; a full disk is a
     DiskFull error saying how much the snapshot needs."""
     data = snapshot_data(snapshot)
-    with atomic_write(path, needs=lambda: tensor_bytes(data)) as file:
+    with atomic_write(path, needs=lambda: saved_size(data)) as file:
         torch.save(data, file)
 
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -164,3 +166,46 @@ def test_plugins_are_recorded_in_the_options_and_the_snapshot(scratch_run, tmp_p
     assert saved == [dict(name='freezed', distribution='gda', version='0.1.0', options={'layers': 2}, state={}),
                      dict(name='diffaugment', distribution='gda', version='0.1.0',
                           options={'policy': 'color'}, state={})]
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_nothing_non_finite(scratch_run, tmp_path):
+    """--lr 1e10: exit 3 with one line naming the iteration, the loss and what to try; no
+    snapshot, NaN kept in stats.jsonl (the report marks it), the reason in log.txt."""
+    _, data, run_dir, _ = scratch_run
+    source = os.path.join(run_dir, 'network-snapshot-000000.pkl')
+    result = CliRunner().invoke(main, ['train', '--data', data, '--source', source, '--outdir',
+                                       str(tmp_path), '--lr', '1e10', '--iters', '30', '--tick',
+                                       '0.02', '--snap', '1'])
+    assert result.exit_code == 3, result.output
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and 'Traceback' not in result.output
+    assert re.match(r'Error: training diverged at iteration \d+: the loss Loss/\S+ became nan; '
+                    r'nothing non-finite was saved and no snapshot had been written yet; try a '
+                    r'lower --lr \(now 1e\+10\)', error[0]), error[0]
+    diverged_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    assert not [name for name in os.listdir(diverged_dir) if name.startswith('network-snapshot')]
+    assert 'comparison.png' not in os.listdir(diverged_dir)
+    last = [json.loads(line) for line in open(os.path.join(diverged_dir, 'stats.jsonl'))][-1]
+    assert any(np.isnan(value) for value in last['losses'].values())
+    assert open(os.path.join(diverged_dir, 'log.txt')).read().splitlines()[-1] == error[0]
+
+
+def test_a_corrupt_training_archive_is_one_line(tmp_path):
+    images = write_images(tmp_path / 'images', count=4)
+    archive = tmp_path / 'data.zip'
+    with zipfile.ZipFile(archive, 'w') as out:
+        for name in sorted(os.listdir(images)):
+            out.write(os.path.join(images, name), name)
+    with zipfile.ZipFile(archive) as check:
+        offset = check.getinfo('2.png').header_offset + 30 + len('2.png')
+    data = bytearray(archive.read_bytes())
+    data[offset + 40] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ['train', '--data', str(archive), '--source', 'none',
+                                       '--outdir', str(tmp_path / 'runs'), *TINY, '--iters', '1'])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0] == (f'Error: dataset {archive}: member 2.png is corrupt (its CRC check '
+                        f'fails); the archive is damaged (an interrupted download?): download or '
+                        f'build it again')
+    assert not os.path.exists(tmp_path / 'runs')

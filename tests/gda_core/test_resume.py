@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -286,3 +287,76 @@ def test_repeating_the_runs_own_options_is_allowed(runs, tmp_path):
     config = json.loads(result.output)
     assert config['options']['kimg'] == 0.024 and config['options']['iters'] is None
     assert config['options']['gamma'] == 10.0 and config['plugins'][0]['name'] == 'stateful'
+
+
+def tree(run_dir):
+    """{name: (bytes, mtime)} of every file: what 'changes nothing' compares."""
+    return {name: (open(os.path.join(run_dir, name), 'rb').read(),
+                   os.stat(os.path.join(run_dir, name)).st_mtime_ns)
+            for name in sorted(os.listdir(run_dir))}
+
+
+def test_resuming_a_finished_run_changes_nothing(runs, tmp_path):
+    run_dir = str(tmp_path / 'run')
+    shutil.copytree(runs['straight'], run_dir)
+    before = tree(run_dir)
+    result = gda(runs['manager'], '--resume', run_dir)
+    assert result.exit_code == 0, result.output
+    assert 'already reached its stop condition' in result.output and 'nothing was changed' in result.output
+    assert tree(run_dir) == before
+
+
+def test_an_unreadable_snapshot_is_set_aside_only_when_training_goes_on(runs, tmp_path):
+    """A no-op resume leaves the broken file where it is (and says what would happen); a resume
+    that trains renames it *.corrupt, next to one set aside before."""
+    run_dir = str(tmp_path / 'run')
+    shutil.copytree(runs['straight'], run_dir)
+    newest = os.path.join(run_dir, 'network-snapshot-000001.pkl')
+    with open(newest, 'wb') as file:
+        file.write(b'PK\x03\x04 not a whole archive')
+    result = gda(runs['manager'], '--resume', run_dir)
+    assert result.exit_code == 0, result.output
+    assert (f'Warning: skipping {newest}' in result.output
+            and 'if training goes on, it is renamed network-snapshot-000001.pkl.corrupt' in result.output)
+    assert os.path.exists(newest) and not os.path.exists(newest + '.corrupt')
+
+    with open(newest + '.corrupt', 'wb') as file:
+        file.write(b'set aside by an earlier resume')
+    result = gda(runs['manager'], '--resume', run_dir, '--iters', N + 2)
+    assert result.exit_code == 0, result.output
+    assert not os.path.exists(newest) and open(newest + '.corrupt', 'rb').read().startswith(b'set aside')
+    assert open(newest + '.corrupt.1', 'rb').read().startswith(b'PK\x03\x04 not')
+
+
+def test_when_no_snapshot_is_readable_they_are_left_in_place(runs, tmp_path):
+    run_dir = tmp_path / 'run'
+    shutil.copytree(runs['pristine'], run_dir)
+    snap = run_dir / 'network-snapshot-000000.pkl'
+    snap.write_bytes(snap.read_bytes()[:5000])
+    result = gda(runs['manager'], '--resume', run_dir, catch_exceptions=True)
+    assert result.exit_code == 2 and 'cannot be read, left as they are' in result.output
+    assert sorted(os.listdir(run_dir)) == sorted(os.listdir(runs['pristine']))
+
+
+def test_a_full_disk_at_a_snapshot_is_one_line_and_the_previous_snapshot_resumes(
+        runs, tmp_path, small_disk, monkeypatch):
+    """The second snapshot does not fit: one line saying so, where and how much it needs; the
+    first survives whole and --resume continues from it."""
+    size = os.path.getsize(os.path.join(runs['straight'], 'network-snapshot-000000.pkl'))
+    small_disk(int(size * 1.5))
+    outdir = tmp_path / 'runs'
+    result = gda(runs['manager'], '--data', runs['data'], '--source', runs['source'], *COMMON,
+                 '--outdir', outdir, '--iters', 4, catch_exceptions=True)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and 'Traceback' not in result.output, result.output
+    run_dir = run_dir_in(outdir)
+    target = os.path.join(run_dir, 'network-snapshot-000000.pkl')
+    assert lines[-1].startswith(f'Error: the disk is full: no space left on device writing {target} (')
+    needs = float(re.search(r'it needs about ([\d.]+) MB', lines[-1]).group(1)) * 2 ** 20
+    assert abs(needs - size) < 0.02 * size, (needs, size)
+    assert not [name for name in os.listdir(run_dir) if name.endswith('.tmp')]
+    assert snapshot(run_dir)['gda']['loop']['iteration'] == 2
+    monkeypatch.undo()
+    result = gda(runs['manager'], '--resume', run_dir, '--iters', 4)
+    assert result.exit_code == 0, result.output
+    assert snapshot(run_dir)['gda']['loop']['iteration'] == 4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylegan2_ada.errors import UserError
+from stylegan2_ada.errors import TrainingDiverged, UserError
 from stylegan2_ada.extensions import (EXCLUSIVE, Conditioning, ConflictError, DHead, Extensions,
                                       FreezePolicy, Hook, Iteration, LatentBatch, ParamGroup,
                                       SnapshotInfo, TickInfo, WTransform)
@@ -587,3 +587,55 @@ def test_on_snapshot(tmp_path):
     loop.run()
     assert [(i.iteration, exists) for i, exists in infos] == [(1, True), (2, True)]
     assert isinstance(infos[0][0], SnapshotInfo) and infos[0][0].kimg == 0.004
+
+
+def test_a_non_finite_loss_stops_the_run_before_its_snapshot(tmp_path):
+    """A loss term that turns NaN at iteration 3: the tick that saw it stops the run with one
+    message naming the iteration and the loss; the last snapshot written is the finite one of
+    iteration 3, and stats.jsonl keeps the NaN for the report."""
+    snapshots = []
+
+    def save(path, loop):
+        snapshots.append(loop.iteration)
+    boom = Hook(lambda it: {'boom': torch.tensor(float('nan') if it.index >= 3 else 0.0)},
+                owner='test')
+    loop = make_loop(tmp_path, Extensions(g_loss_terms=[boom]), iters=6, tick=0.004, snap=1)
+    loop.save_snapshot = save
+    with pytest.raises(TrainingDiverged) as error:
+        loop.run()
+    assert snapshots == [1, 2, 3] and loop.iteration == 4
+    message = str(error.value)
+    assert message.startswith('training diverged at iteration 4: the loss Loss/G/test/boom became nan')
+    assert 'network-snapshot-000000.pkl (iteration 3) stays the newest valid snapshot' in message
+    assert '--lr (now 0.0025)' in message and '\n' not in message
+    stats = [json.loads(line) for line in open(tmp_path / 'stats.jsonl')]
+    assert [entry['iteration'] for entry in stats] == [1, 2, 3, 4]
+    assert np.isnan(stats[-1]['losses']['Loss/G/test/boom'])
+
+
+def test_non_finite_weights_stop_the_run_too(tmp_path):
+    """G_ema takes no part in the losses: only the weight check can see it go non-finite."""
+    def poison(info):
+        if info.iteration == 2:
+            with torch.no_grad():
+                loop.G_ema.synthesis.b4.const[0, 0, 0] = float('inf')
+    loop = make_loop(tmp_path, Extensions(on_tick=[Hook(poison, 'test')]), iters=6, tick=0.004)
+    with pytest.raises(TrainingDiverged, match='at iteration 3: the weights of G_ema became non-finite'):
+        loop.run()
+
+
+def test_divergence_checks_cost_no_sync_per_step(tmp_path, monkeypatch):
+    """Reporting keeps the first non-finite iteration on the device: no .item()/.tolist() per
+    step; the tick's collect makes the one transfer."""
+    loop = make_loop(tmp_path, iters=2, tick=1000)
+    transfers = []
+    for name in ('item', 'tolist'):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, _o=original, _n=name: (
+            transfers.append(_n), _o(self))[1])
+    loop.stats.iteration = 0
+    loop.stats.report('Loss/x', torch.tensor([1.0, float('nan')]))
+    loop.stats.report('Loss/x', torch.tensor([2.0]))
+    assert transfers == []
+    assert np.isnan(loop.stats.collect()['Loss/x']) and loop.stats.first_non_finite == {'Loss/x': 0}
+    assert transfers == ['tolist']
