@@ -247,8 +247,8 @@ def read_rosinality(data, where='the file'):
     lr_mlp = _arg(args, 'lr_mlp') or LR_MLP
 
     arch = None
-    generators = [key for key in states if kind_of(states[key]) == 'generator']
-    for key in sorted(generators, key=lambda k: k != 'g_ema'):
+    generators = sorted((key for key in states if kind_of(states[key]) == 'generator'), key=lambda k: k != 'g_ema')
+    for key in generators:
         found = generator_architecture(states[key], key)
         if arch is None:
             arch = found
@@ -259,9 +259,12 @@ def read_rosinality(data, where='the file'):
         found = discriminator_architecture(states[key], key)
         if arch is None:
             arch = dict(found, style_dim=None, n_mlp=None)
-        elif found['size'] != arch['size'] or found['img_channels'] != arch['img_channels']:
+        elif found['size'] != arch['size']:
             raise UserError(f'{where}: {key} is for {found["size"]} px images but the generator makes '
                             f'{arch["size"]} px; they do not belong together')
+        elif found['img_channels'] != arch['img_channels']:
+            raise UserError(f'{where}: {key} reads {found["img_channels"]}-channel images but the generator '
+                            f'makes {arch["img_channels"]}; they do not belong together')
         elif found['widths'] != arch['widths']:
             raise UserError(f'{where}: {key}\'s channel widths differ from the generator\'s; they do not '
                             f'belong together')
