@@ -35,7 +35,7 @@ import adaptation  # noqa: E402  (a sibling module: configurations, runners, boo
 from gda_core import metrics as gda_metrics  # noqa: E402
 from gda_core.plugins import default_manager  # noqa: E402
 from gda_core.training import build_networks  # noqa: E402
-from stylegan2_ada.checkpoint import save_snapshot  # noqa: E402
+from stylegan2_ada.checkpoint import save_snapshot, sha256  # noqa: E402
 from stylegan2_ada.errors import UserError  # noqa: E402
 from stylegan2_ada.training_config import preset  # noqa: E402
 
@@ -109,7 +109,7 @@ def markdown(result):
 
 def save_results(out, command, protocol, records, planned, inversion):
     """gpu_paper256.json and .md from the runs so far (rows not yet run say so); the result."""
-    rows = adaptation.summarise(records, planned)
+    rows = adaptation.summarise(records, planned, at=protocol['iters'])
     for row in rows:
         for key in ('peak_gpu_gb', 'steady_gpu_gb'):
             values = [r['train'][key] for r in records
@@ -170,12 +170,24 @@ def main(source, data, heldout, configs, iters, seeds, num_gen, num_pairs, rando
     planned = adaptation.plan(chosen, set(manager.plugins),
                               {name: b.error for name, b in manager.broken.items()},
                               adaptation.detector_available)
-    opts = dict(source=source, data=data, heldout=heldout, iters=iters, seeds=seeds, device=device,
-                workdir=workdir, in_process=False, smoke=tiny,
-                threads=1 if device == 'cpu' else os.cpu_count() or 1)
+    opts = dict(source=source, source_sha256=sha256(source), data=data, heldout=heldout, iters=iters,
+                eval_every=iters, seeds=seeds, device=device, workdir=workdir, in_process=False,
+                smoke=tiny, threads=1 if device == 'cpu' else os.cpu_count() or 1, num_gen=num_gen,
+                num_pairs=num_pairs, detector_key=None, data_of=lambda config: data, rssa_codes={})
     inversion = None
     if any('rssa' in config.plugins and status == 'run' for config, status, _ in planned):
-        opts['rssa_codes'], inversion = adaptation.invert_targets(opts, log)
+        codes, record = adaptation.invert_targets(opts, data, log)
+        inversion = {data: record}
+        if codes:
+            opts['rssa_codes'][data] = codes
+
+    def evaluate(snapshot, seed):
+        """NVIDIA's metrics of the final snapshot (none for a randomly initialised source)."""
+        if random_init:
+            return {}
+        return adaptation.results_of(gda_metrics.evaluate_network(
+            snapshot, METRICS, data=heldout, train_data=data, seed=seed, device=device,
+            num_gen=dict(fid=num_gen, kid=num_gen, intra_lpips=1000, scs=num_pairs)))
     records = []
     device_name = (torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda')
                    else adaptation.machine())
@@ -189,15 +201,10 @@ def main(source, data, heldout, configs, iters, seeds, num_gen, num_pairs, rando
             continue
         for seed in seeds:
             log(f'Training {config.name} (seed {seed}, {iters} iterations) ...')
-            record = adaptation.train_one(config, seed, opts)
+            record = adaptation.train_one(config, seed, opts, evaluate)
             if record['status'] == 'ok':
                 record['train']['peak_gpu_gb'], record['train']['steady_gpu_gb'] = \
                     peak_gpu_gb(os.path.dirname(record['snapshot']))
-                if not random_init:
-                    record['metrics'] = adaptation.results_of(gda_metrics.evaluate_network(
-                        record['snapshot'], METRICS, data=heldout, train_data=data, seed=seed,
-                        device=device, num_gen=dict(fid=num_gen, kid=num_gen, intra_lpips=1000,
-                                                    scs=num_pairs)))
             log(f'{config.name} seed {seed}: {record["status"]}')
             records.append(record)
             # Written after every run: an interrupted benchmark keeps the rows it finished.

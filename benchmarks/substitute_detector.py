@@ -2,11 +2,13 @@
 
 A small convolutional encoder, trained by the benchmark itself with self-supervised instance
 discrimination (SimCLR's NT-Xent loss: two augmented views of one image attract, views of other
-images repel) on the offline protocol's own images: the bundled Twemoji faces (the 10 shots and the
-held-out ones, without labels) and as many samples of the source generator (the Noto domain). It
-learns what tells individual emoji faces apart (layout of eyes and mouth, shapes, colours) in both
-styles; augmentations (flip, shift, scale, small rotation, brightness and contrast) keep hue, so
-colour, the most visible difference between the two styles, stays in the features.
+images repel) on the protocol's own images, without labels: the source domain's real images (all
+3,786 Noto emoji by default) and the target domain's (the shots and the held-out Twemoji emoji).
+It learns what tells individual emoji apart (silhouette, layout, colours) in both styles;
+augmentations (flip, shift, scale, small rotation, brightness and contrast) keep hue, so colour
+stays in the features. How well it sees the same emoji through the two styles is measured by
+cross-style retrieval over the paired sets (benchmarks/correspondence.py) and reported with every
+table.
 
 It follows the call convention of NVIDIA's detectors (input [N, 3, H, W] float in [0, 255]), so
 gda_core.metrics uses it unchanged in place of both files:
@@ -35,26 +37,26 @@ from stylegan2_ada.checkpoint import atomic_write, cache_dir
 VERSION = 1
 RESOLUTION = 32
 WIDTHS = (16, 32, 64, 64)      # channels at 32, 16, 8 and 4 px
-EMBED_DIM = 64                 # under the 98 held-out images, so FID's covariance can have full rank
+EMBED_DIM = 64                 # under the reference set's size, so FID's covariance can have full rank
 PROJECTION_DIM = 32
 DEFAULTS = dict(steps=600, batch=64, lr=2e-3, temperature=0.2)
 CACHE_SUBDIR = 'gda-benchmark'
 
 DESCRIPTION = (
     'a 4-stage conv encoder (16-32-64-64 channels, BatchNorm, 64-d embedding) trained by the benchmark with '
-    'SimCLR instance discrimination on the bundled Twemoji faces (10 shots + held-out, unlabelled) '
-    'and samples of the source generator; embedding for FID/KID, unit-normalised stage activations '
+    'SimCLR instance discrimination on the source domain\'s images and the target domain\'s (shots + '
+    'held-out), unlabelled; embedding for FID/KID and correspondence, unit-normalised stage activations '
     '(LPIPS with unit weights) for intra-cluster diversity')
 LIMITS = [
-    'Tiny and trained on ~200 images: it knows emoji faces at 32 px, nothing else; its distances '
-    'are not calibrated against human judgement, and its numbers are not comparable with '
-    'Inception FID/KID or VGG LPIPS in papers.',
-    'It has seen the held-out reference images (without labels) and the source generator\'s '
-    'samples during its own training; it has never seen an adapted generator\'s output.',
-    'It is retrained (and the numbers change) when the source generator or the bundled images '
-    'change: compare rows of one table only.',
-    'FID on 98 reference images in 64 dimensions is strongly biased; KID (unbiased) is the '
-    'primary fidelity number.',
+    'Tiny and trained on the protocol\'s own 32 px images: its distances are not calibrated against '
+    'human judgement, and its numbers are not comparable with Inception FID/KID or VGG LPIPS in papers.',
+    'It has seen the held-out reference images (without labels) during its own training; it has '
+    'never seen a generator\'s output.',
+    'It is retrained (and the numbers change) when the images or its settings change: compare rows '
+    'of one table only.',
+    'Instance discrimination does not teach it that two styles of one emoji are the same thing; '
+    'cross-style retrieval (above) says how far it sees that anyway, and bounds the correspondence '
+    'numbers.',
 ]
 
 

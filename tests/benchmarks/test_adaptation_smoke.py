@@ -48,7 +48,7 @@ def smoke(tmp_path_factory):
         mp.setenv('GDA_CACHE_DIR', str(root / 'cache'))
         mp.setenv('GDA_VGG16', str(vgg))
         result = CliRunner().invoke(AD.main, [
-            '--source', source, '--data', target, '--heldout', str(heldout), '--iters', '2',
+            '--source', source, '--data', target, '--heldout', str(heldout), '--iters', '2', '--seeds', '0',
             '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process', '--smoke',
             '--workdir', str(root / 'work'), '--out', str(root / 'out')])
     return root, result
@@ -77,12 +77,74 @@ def test_every_configuration_trains_and_gets_every_metric(smoke):
         assert json.loads((pathlib.Path(run['snapshot']).parent / 'stats.jsonl').read_text()
                           .splitlines()[-1])['iteration'] == 2
     # rssa rows share one inversion.
-    assert data['rssa_inversion']['status'] == 'ok'
+    assert [record['status'] for record in data['rssa_inversion'].values()] == ['ok']
     assert all('--rssa-codes' in run['command'] for run in data['runs'] if 'rssa' in run['plugins'])
     assert data['reference']['source']['scs'] == 1.0 and math.isfinite(data['reference']['source']['kid'])
     markdown = (root / 'out' / 'adaptation.md').read_text()
     assert 'Substitute detector' in markdown and '| idc+patchd |' in markdown
     assert '--iters 2' in data['command'] and '--smoke' in data['command']
+    # The one-shot rows train on the first target image only.
+    one_shot = next(run for run in data['runs'] if run['config'] == 'baseline-1shot')
+    assert one_shot['shots'] == 1 and '--data ' + str(root / 'work' / 'target-1shot') in one_shot['command']
+    assert len(list((root / 'work' / 'target-1shot').iterdir())) == 1
+
+
+@pytest.fixture(scope='module')
+def curves_run(tmp_path_factory):
+    """baseline for 4 iterations scored every 2, with paired sets (correspondence); run twice."""
+    root = tmp_path_factory.mktemp('curves')
+    source = HP.write_source(root / 'source.pkl')
+    target = HP.write_images(root / 'target', count=4)
+    heldout = HP.write_images(root / 'heldout', count=8, seed=1)
+    paired_a, paired_b = HP.write_images(root / 'pa', count=6, seed=2), HP.write_images(root / 'pb', count=6, seed=3)
+    args = ['--source', source, '--target', target, '--heldout', heldout, '--configs', 'baseline',
+            '--iters', '4', '--eval-every', '2', '--seeds', '0', '--pairs', f'{paired_a},{paired_b}',
+            '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process',
+            '--workdir', str(root / 'work'), '--out', str(root / 'out')]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('GDA_CACHE_DIR', str(root / 'cache'))
+        first = CliRunner().invoke(AD.main, args)
+        again = CliRunner().invoke(AD.main, args)
+    return root, first, again
+
+
+def test_runs_are_scored_along_training_with_correspondence_and_curves(curves_run):
+    root, first, _ = curves_run
+    assert first.exit_code == 0, first.output
+    data = json.loads((root / 'out' / 'adaptation.json').read_text())
+    run = data['runs'][0]
+    assert [entry['iteration'] for entry in run['evals']] == [2, 4]
+    assert [segment['to_iteration'] for segment in run['segments']] == [2, 4]
+    for entry in run['evals']:
+        assert 0 <= entry['correspondence'] <= 1 and math.isfinite(entry['kid'])
+    row = data['rows'][0]
+    assert [point for point, _ in row['curves']['kid']] == [2, 4]
+    assert row['kid'] == pytest.approx(run['evals'][-1]['kid']) and 'correspondence' in row
+    retrieval = data['detector']['retrieval']
+    assert retrieval['pairs'] == 6 and 0 <= retrieval['target_to_source_top1'] <= 1
+    assert 0 <= data['reference']['source']['correspondence'] <= 1
+    for name in data['curves'].values():
+        assert (root / 'out' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert set(data['curves']) >= {'kid', 'intra_lpips', 'scs', 'correspondence'}
+    # Only the newest snapshot is kept (the rest were scored and removed).
+    assert len(list(pathlib.Path(run['snapshot']).parent.glob('network-snapshot-*.pkl'))) == 1
+    assert '| corresp. ↑ |' in (root / 'out' / 'adaptation.md').read_text()
+
+
+def test_a_second_invocation_reuses_finished_runs(curves_run):
+    root, first, again = curves_run
+    assert again.exit_code == 0, again.output
+    data = json.loads((root / 'out' / 'adaptation.json').read_text())
+    record = json.loads((root / 'work' / 'runs' / 'baseline-seed0' / 'record.json').read_text())
+    assert data['runs'][0]['evals'] == record['evals'] and len(record['evals']) == 2
+    log = (root / 'work' / 'runs' / 'baseline-seed0' / 'train.log').read_text()
+    assert log.count('Run directory:') == 1     # nothing trained again
+
+
+def test_eval_points_end_at_the_budget():
+    assert AD.eval_points(1000, 250) == [250, 500, 750, 1000]
+    assert AD.eval_points(600, 250) == [250, 500, 600]
+    assert AD.eval_points(2, 250) == [2]
 
 
 def test_every_installed_gda_plugin_is_benchmarked():
@@ -147,7 +209,9 @@ def test_rows_not_yet_run_say_so_in_a_partial_table():
     """The tables are rewritten after every run: a row whose run has not happened yet must not
     read as 'ok' with empty numbers."""
     planned = AD.plan(AD.parse_configs('baseline,idc'), {'idc'}, {}, lambda name: True)
-    done = dict(config='baseline', status='ok', metrics=dict(kid=1.0), train=dict(sec_per_kimg=5.0))
-    rows = {row['config']: row for row in AD.summarise([done], planned)}
+    done = dict(config='baseline', status='ok', train=dict(sec_per_kimg=5.0),
+                evals=[dict(iteration=250, kid=2.0), dict(iteration=500, kid=1.0)])
+    rows = {row['config']: row for row in AD.summarise([done], planned, at=500)}
     assert rows['baseline']['status'] == 'ok' and rows['baseline']['kid'] == 1.0
+    assert rows['baseline']['curves']['kid'] == [[250, 2.0], [500, 1.0]]
     assert rows['idc']['status'].startswith('not finished') and 'kid' not in rows['idc']
