@@ -172,8 +172,11 @@ def train(ctx, **kw):
         training.run(config, log=click.echo, manager=run_manager)
         return
     demo = kw['data'] is None and kw['source'] is None
+    given_origin = {}
     if demo:
-        kw.update(demo_defaults.settings(kw))
+        filled = demo_defaults.settings(kw)
+        kw.update(filled)
+        given_origin = {key: 'demo' for key in filled}
     if kw['data'] is None:
         raise click.UsageError('--data is required: a zip or folder of training images (omit '
                                'both --data and --source to run the bundled demo)')
@@ -191,7 +194,8 @@ def train(ctx, **kw):
                   mirror=kw['mirror'], source_g=kw['source_g'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
                   p=kw['p'], augpipe=kw['augpipe'], device=kw['device'], gpus=kw['gpus'],
                   plugins=list(kw['plugin']), plugin_options=plugin_options,
-                  first_log_line=demo_defaults.FIRST_LOG_LINE if demo else None)
+                  first_log_line=demo_defaults.FIRST_LOG_LINE if demo else None,
+                  given_origin=given_origin)
     if kw['dry_run']:
         click.echo(json.dumps(training.describe(training.prepare(config, manager)), indent=2))
         return

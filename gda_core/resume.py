@@ -31,6 +31,8 @@ NEW_RUN_ONLY = ('outdir', 'desc')
 OPTION_KEYS = dict(ema='ema_kimg', target='ada_target')
 TOP_LEVEL = ('data', 'source')
 ARCH_OPTIONS = ('cbase', 'cmax', 'map', 'zdim')
+# What a fine-tuning run takes from its source, not from the preset (training_options.json).
+SOURCE_ARCH_KEYS = ARCH_OPTIONS + ('mbstd', 'd_architecture')
 
 
 def _flag(name):
@@ -120,16 +122,20 @@ def resume_config(config, given, given_plugins):
     check_given(run_dir, saved, given, given_plugins)
     opts = saved['options']
     keys = list(PRESET_KEYS) + ['iters', 'batch_gpu']
+    architecture = None
     if saved['source'] == 'none':
         keys += list(ARCH_OPTIONS)
     else:
-        keys = [key for key in keys if key not in ARCH_OPTIONS]
+        keys = [key for key in keys if key not in SOURCE_ARCH_KEYS + ('fmaps',)]
+        architecture = {key: opts[key] for key in SOURCE_ARCH_KEYS if key in opts}
     options = {key: opts.get(key) for key in keys}
     if 'batch_gpu' not in saved.get('option_origin', {}):
         options['batch_gpu'] = None   # derived from the process count: derive it again
     if 'kimg' in given or 'iters' in given:
         options['kimg'], options['iters'] = given.get('kimg'), given.get('iters')
     changed = {name: given[name] for name in CHANGEABLE if name in given}
+    recorded = {key: how for key, how in saved.get('option_origin', {}).items()
+                if key not in changed and not (key == 'kimg' and 'iters' in changed)}
     return dict(outdir=os.path.dirname(os.path.abspath(run_dir)), data=saved['data'],
                 source=saved['source'], cfg=opts.get('cfg'), desc=None, options=options,
                 tick=given.get('tick', opts.get('tick')), snap=given.get('snap', opts.get('snap')),
@@ -142,12 +148,16 @@ def resume_config(config, given, given_plugins):
                 plugins=[plugin['name'] for plugin in saved.get('plugins', [])],
                 plugin_options={plugin['name']: dict(plugin.get('options', {}))
                                 for plugin in saved.get('plugins', [])},
-                resume=os.path.abspath(run_dir), resume_changed=changed)
+                resume=os.path.abspath(run_dir), resume_changed=changed,
+                source_architecture=architecture, given_origin=recorded)
 
 
-def check_resolved(run_dir, saved_options, opts):
-    """The re-resolved options must be the run's own (bar the allowed changes)."""
+def check_resolved(run_dir, saved_options, opts, fine_tuning=False):
+    """The re-resolved options must be the run's own (bar the allowed changes). A fine-tuning
+    run's architecture is its snapshot's (runs of older gda recorded the preset's there)."""
     ignore = set(CHANGEABLE) | {'batch_gpu'}
+    if fine_tuning:
+        ignore |= set(SOURCE_ARCH_KEYS) | {'fmaps'}
     differ = sorted(key for key in set(saved_options) | set(opts)
                     if key not in ignore and saved_options.get(key) != opts.get(key))
     if differ:

@@ -124,6 +124,27 @@ def validate(opts, gpus):
         raise UserError(f'--p {opts["p"]} must lie in [0, 1]')
 
 
+def source_architecture(G, D):
+    """The architecture values a fine-tuning run really uses: its source's."""
+    synthesis = G.init_kwargs.get('synthesis_kwargs', {})
+    mbstd = D.b4.mbstd.group_size if D.b4.mbstd is not None else None
+    return dict(map=G.init_kwargs.get('mapping_kwargs', {}).get('num_layers', 8), zdim=G.z_dim,
+                cbase=synthesis.get('channel_base', 32768), cmax=synthesis.get('channel_max', 512),
+                mbstd=mbstd, d_architecture=D.init_kwargs.get('architecture', 'resnet'))
+
+
+def record_source_architecture(opts, origin, architecture):
+    """Replace the preset's architecture values, which a fine-tuning run does not use, with the
+    source's (origin 'source'); the minibatch-std group is the one set_mbstd_group keeps."""
+    opts.pop('fmaps', None)
+    origin.pop('fmaps', None)
+    for key, value in architecture.items():
+        opts[key] = value
+        origin[key] = 'source'
+    if opts.get('mbstd'):
+        opts['mbstd'] = min(opts['mbstd'], opts['batch_gpu'])
+
+
 def check_proposals(active):
     for entry in active:
         unknown = sorted(set(entry.proposals) - PROPOSABLE)
@@ -177,9 +198,19 @@ def prepare(config, manager=None):
     if opts['snap'] is None:
         opts['snap'] = 50 if opts['batch'] >= 32 else 5
     validate(opts, gpus)
+    loaded = None
+    if fine_tuning:
+        architecture = config.get('source_architecture')
+        if architecture is None:   # a new run: read the source once (networks() reuses it)
+            loaded = load_source(source, config.get('source_g'))
+            architecture = source_architecture(loaded[1], loaded[2])
+        record_source_architecture(opts, origin, architecture)
+    # Values set for the user rather than by them (the demo's, a resumed run's recorded origins).
+    origin.update({key: how for key, how in (config.get('given_origin') or {}).items()
+                   if key in origin})
     metrics = run_metrics.parse_metrics(config['metrics']) if config.get('metrics') else []
     return dict(config=config, dataset=dataset, opts=opts, origin=origin, cfg=cfg, metrics=metrics,
-                fine_tuning=fine_tuning, active=active, manager=manager)
+                fine_tuning=fine_tuning, active=active, manager=manager, loaded_source=loaded)
 
 
 def describe(plan):
@@ -207,7 +238,8 @@ def networks(plan, device):
     if not plan['fine_tuning']:
         G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
         return G, D, None, None
-    data, G_src, D = load_source(config['source'], config.get('source_g'))
+    data, G_src, D = (plan.get('loaded_source')
+                      or load_source(config['source'], config.get('source_g')))
     check_dataset_matches(dataset, G_src, config['data'])
     if dataset.label_dim != G_src.c_dim:
         raise UserError(f'the source is conditioned on {G_src.c_dim} labels but the dataset '
@@ -282,7 +314,8 @@ def train_process(config, log=print, manager=None):
 def resume_point(run_dir, opts, dist, run_log):
     """(path, snapshot, unreadable newer paths): rank 0 picks the newest valid snapshot (and warns
     about the others), every process reads that one."""
-    resume.check_resolved(run_dir, resume.read_run_options(run_dir)['options'], opts)
+    saved = resume.read_run_options(run_dir)
+    resume.check_resolved(run_dir, saved['options'], opts, fine_tuning=saved['source'] != 'none')
     path, snapshot, skipped = (resume.newest_valid_snapshot(run_dir, run_log)
                                if dist.rank == 0 else (None, None, []))
     path = dist.broadcast_object(path)

@@ -209,3 +209,30 @@ def test_a_corrupt_training_archive_is_one_line(tmp_path):
                         f'fails); the archive is damaged (an interrupted download?): download or '
                         f'build it again')
     assert not os.path.exists(tmp_path / 'runs')
+
+
+def test_records_show_the_sources_architecture_and_true_origins(scratch_run, tmp_path,
+                                                                monkeypatch):
+    """Fine-tuning a 2-layer-mapping source: --dry-run and training_options.json say map 2 from
+    the source (not the fewshot preset's 8); the demo's own defaults are labelled 'demo'."""
+    from gda_core import demo_data, demo_defaults
+    _, data, run_dir, _ = scratch_run
+    source = os.path.join(run_dir, 'network-snapshot-000000.pkl')
+    result = gda('train', '--data', data, '--source', source, '--outdir', tmp_path, '--iters', 1,
+                 '--dry-run')
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.output)
+    options, origin = config['options'], config['option_origin']
+    assert (options['map'], options['zdim'], options['cbase'], options['cmax']) == (2, 16, 128, 16)
+    assert options['mbstd'] == 4 and options['d_architecture'] == 'resnet'
+    assert all(origin[key] == 'source' for key in ('map', 'zdim', 'cbase', 'cmax', 'mbstd',
+                                                   'd_architecture'))
+    assert 'fmaps' not in options and origin['iters'] == 'command line'
+
+    monkeypatch.setattr(demo_data, 'SOURCE_MODEL', source)
+    monkeypatch.setattr(demo_data, 'TARGET_DIR', data)
+    result = gda('train', '--outdir', tmp_path, '--dry-run')
+    assert result.exit_code == 0, result.output
+    origin = json.loads(result.output)['option_origin']
+    assert origin['iters'] == origin['tick'] == origin['snap'] == 'demo'
+    assert origin['map'] == 'source' and origin['batch'] == '--cfg fewshot'
