@@ -53,6 +53,7 @@ class PluginView:
         self.name = name
         self.options = OptionValues(options)
         self.ns = types.SimpleNamespace()
+        self.effective = {}   # option -> the value a None default resolved to (run.effective)
 
 
 class RunContext:
@@ -95,6 +96,11 @@ class RunContext:
 
     def for_plugin(self, name):
         return PluginRun(self, self.plugin(name))
+
+    def effective_options(self, name):
+        """Plugin `name`'s options with the values it reported through run.effective."""
+        view = self.plugin(name)
+        return {key: view.effective.get(key, value) for key, value in view.options.items()}
 
     @property
     def plugin_names(self):
@@ -251,6 +257,12 @@ class PluginRun:
 
     def request_anchors(self, n=None):
         self._run.request_anchors(n, owner=self._view.name)
+
+    def effective(self, option, value):
+        """Say what an option left at None actually is in this run (e.g. patchd's anchors: the
+        number of target images), so that the log and training_options.json show the value
+        used; the option itself stays None, so a resume resolves it the same way."""
+        self._view.effective[option.replace('-', '_')] = value
 
     def __getattr__(self, key):
         return getattr(self._run, key)

@@ -213,8 +213,9 @@ def prepare(config, manager=None):
                 fine_tuning=fine_tuning, active=active, manager=manager, loaded_source=loaded)
 
 
-def describe(plan):
-    """The resolved configuration as JSON-ready data (training_options.json and --dry-run)."""
+def describe(plan, run_ctx=None):
+    """The resolved configuration as JSON-ready data (training_options.json and --dry-run); with
+    the run context, each plugin's effective options (what options left at None became)."""
     config, opts = plan['config'], plan['opts']
     return dict(source=config['source'], data=config['data'], outdir=config['outdir'],
                 device=config.get('device'),
@@ -228,7 +229,9 @@ def describe(plan):
                              channels=plan['dataset'].num_channels,
                              labels=plan['dataset'].label_dim),
                 plugins=[dict(entry.record(), option_origin=entry.option_origin,
-                              proposals=entry.proposals, hooks=entry.plugin.hooks)
+                              proposals=entry.proposals, hooks=entry.plugin.hooks,
+                              **({} if run_ctx is None else dict(
+                                  effective_options=run_ctx.effective_options(entry.name))))
                          for entry in plan['active']])
 
 
@@ -408,14 +411,15 @@ def _train(config, dist, device, log, manager):
         if rank0:
             os.makedirs(run_dir)
             with atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-                json.dump(dict(describe(plan), parameters=loop.parameter_counts()), f, indent=2)
+                json.dump(dict(describe(plan, run_ctx), parameters=loop.parameter_counts()), f,
+                          indent=2)
             run_log.attach(run_dir)
             run_log(f'Run directory: {run_dir}')
     run_log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
             f'{dataset.resolution}px)  device: {device}  processes: {dist.world_size}')
-    for entry in active:
+    for entry in active:   # the values in effect, not None for 'derived from the run'
         options = ' '.join(f'{composition.option_flag(entry.name, key)}={value}'
-                           for key, value in entry.options.items())
+                           for key, value in run_ctx.effective_options(entry.name).items())
         run_log(f'Plugin {entry.name} ({entry.plugin.origin}) {options}'.rstrip())
     if not resuming:
         for entry in active:

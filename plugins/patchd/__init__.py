@@ -82,6 +82,8 @@ def param_groups(run):
 @hookimpl
 def latent_sampler(run):
     run.request_anchors(run.options['anchors'])
+    if run.options['anchors'] is None and run.dataset is not None:
+        run.effective('anchors', len(run.dataset))   # CDC's n_train
     return AnchorSampler(run, run.options['subspace_std'])
 
 

@@ -193,3 +193,18 @@ def test_bad_values_are_usage_errors(tmp_path, tiny, args, message):
     assert result.exit_code == 2 and message in result.output, result.output
     assert 'Traceback' not in result.output
     assert not (tmp_path / 'runs').exists()
+
+
+def test_the_log_and_options_file_show_the_effective_anchor_count(tmp_path, tiny):
+    """--patchd-anchors left unset is the number of target images: the log prints 6, not None,
+    and training_options.json keeps the option as given beside its effective value."""
+    from gda_core import training
+    data, source = tiny
+    lines = []
+    run_dir = training.run(HP.config(tmp_path, data, source, plugins=['patchd'], iters=1),
+                           log=lines.append, manager=HP.manager(entry_points=True))
+    plugin_line = next(line for line in lines if line.startswith('Plugin patchd'))
+    assert '--patchd-anchors=6 ' in plugin_line and 'None' not in plugin_line
+    with open(f'{run_dir}/training_options.json') as file:
+        record = json.load(file)['plugins'][0]
+    assert record['options']['anchors'] is None and record['effective_options']['anchors'] == 6
