@@ -27,7 +27,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .checkpoint.download import cache_dir, download, find_cached
+from .checkpoint.download import download, find_cached
 from .errors import UserError
 
 URL_BASE = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/'
@@ -62,10 +62,17 @@ def spec(name):
 
 
 def _missing(item, reason):
-    return UserError(
-        f'the detector {item.file} ({item.purpose}) is not available: {reason}. Download {item.url} '
-        f'on a machine with network, then put it at {os.path.join(cache_dir(), item.file)} or set '
-        f'{item.env} to its path (gda metrics also takes --{item.name} PATH)')
+    """One short line: which file, why, its URL once, and how to point gda at a local copy."""
+    return UserError(f'{item.file} ({item.purpose}) is missing ({reason}): download {item.url} '
+                     f'and set {item.env} to its path (gda metrics: --{item.name} PATH)')
+
+
+def _download_failure(error, url):
+    """The download error in a few words, without the URL the message gives anyway."""
+    text = str(error)
+    if 'no network' in text:
+        return 'offline'
+    return text.replace(f'cannot download {url}', 'download failed').replace(url, 'it')
 
 
 def detector_path(name, path=None, allow_download=True):
@@ -85,7 +92,7 @@ def detector_path(name, path=None, allow_download=True):
     try:
         return download(item.url, verbose=True)
     except UserError as error:
-        raise _missing(item, str(error)) from None
+        raise _missing(item, _download_failure(error, item.url)) from None
 
 
 def load_detector(name, path=None, device='cpu', allow_download=True):
