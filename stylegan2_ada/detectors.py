@@ -63,8 +63,9 @@ def spec(name):
 
 def _missing(item, reason):
     """One short line: which file, why, its URL once, and how to point gda at a local copy."""
-    return UserError(f'{item.file} ({item.purpose}) is missing ({reason}): download {item.url} '
-                     f'and set {item.env} to its path (gda metrics: --{item.name} PATH)')
+    return UserError(f'the detector {item.file} ({item.purpose}) is missing ({reason}): '
+                     f'download {item.url} and set {item.env} to its path (gda metrics: '
+                     f'--{item.name} PATH)')
 
 
 def _download_failure(error, url):

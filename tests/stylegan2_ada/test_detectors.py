@@ -59,7 +59,7 @@ def test_offline_without_the_file_names_it_and_where_to_put_it(cache):
     with pytest.raises(UserError) as error:
         detectors.load_detector('vgg16')
     message = str(error.value)
-    assert message == ('vgg16.pt (VGG16, for precision/recall and LPIPS) is missing (offline): '
+    assert message == ('the detector vgg16.pt (VGG16, for precision/recall and LPIPS) is missing (offline): '
                        'download http://127.0.0.1:9/unreachable/vgg16.pt and set GDA_VGG16 to its '
                        'path (gda metrics: --vgg16 PATH)')
     assert message.count('http') == 1 and len(message) < 200
