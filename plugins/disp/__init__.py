@@ -3,9 +3,11 @@ Prior (DISP) in Generative Adversarial Networks", WACV 2022). No official code e
 are the spec.
 
 A pre-trained extractor C gives C(x) for every target image (default: NVIDIA's vgg16.pt fc7
-features, DISP-Vgg16; any TorchScript extractor by path). G is conditioned on it, G(z | C(x)),
-through a learned projection into the mapping network's conditioning input (`mapping.embed`, with
-zero new fc0 columns: the adapted G starts as the source). D becomes a projection discriminator
+features, DISP-Vgg16; any TorchScript extractor by path). G is conditioned on it, G(z | C(x)), as
+NVIDIA's conditional mapping conditions on a label: an embedding at normal learning rate
+(`mapping.embed`), normalised, joined to z before fc0. fc0's columns for the embedding start at
+zero (the adapted G starts as the source) and move at normal learning rate through a trainable
+offset (steering.py), so the prior steers G from the first step. D becomes a projection discriminator
 D(x, y) = D_emb(y) . D_f(x) + D_I(D_f(x)) with the source's output layer as D_I and a new,
 zero-initialised D_emb. Both are trained with the slides' hinge losses. The prior bank is saved
 in the snapshot; `gda generate` conditions on mixups of bank entries (few-shot) or on draws from a
@@ -19,8 +21,11 @@ from gda_hooks import hookimpl, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import Conditioning, DHead, FreezePolicy, ParamGroup
 
-from .prior import extract, feature_dim, fit_gmm, mixup, sample_gmm
+from .prior import centring, extract, feature_dim, fit_gmm, mixup, sample_gmm
 from .projection import FEATURE, ProjectionHead, hinge_loss
+from .steering import fold_centring, fold_into, for_mapping
+
+FC0 = 'G.mapping.fc0'
 
 REQUIRED = ('G.mapping.embed.*', 'G.mapping.fc0.weight')   # the conditioning must be able to learn
 
@@ -61,14 +66,18 @@ def _bank(run):
 
 @hookimpl
 def conditioning(run):
+    def centred(c):
+        mean, scale = run.ns.centre
+        return (c - mean.to(c.device)) / scale.to(c.device)
+
     def real_c(raw_idx):
         bank = _bank(run)
-        return bank[raw_idx.to(bank.device)]
+        return centred(bank[raw_idx.to(bank.device)])
 
     def infer_c(n, rng):
         if run.options['infer'] == 'gmm':
-            return sample_gmm(run.ns.gmm, n, rng, _bank(run).device)
-        return mixup(_bank(run), n, rng)
+            return centred(sample_gmm(run.ns.gmm, n, rng, _bank(run).device))
+        return centred(mixup(_bank(run), n, rng))
 
     # gen_c None: the fakes' priors are bank entries of uniformly drawn images (x ~ q(x)).
     return Conditioning(_c_dim(run), real_c=real_c, infer_c=infer_c)
@@ -94,11 +103,23 @@ def d_heads(run):
     return [DHead('projection', _head(run), mode='add', features=(FEATURE,))]
 
 
+def _columns(run):
+    if getattr(run.ns, 'columns', None) is None:
+        run.ns.columns = for_mapping(run.G.mapping)
+    return run.ns.columns
+
+
+@hookimpl
+def weight_reparam(run):
+    return {FC0: _columns(run)}
+
+
 @hookimpl
 def param_groups(run):
+    groups = [ParamGroup('prior_columns', _columns(run), network='G', ema=True)]
     if run.mode == 'generate':
-        return []
-    return [ParamGroup('projection', _head(run), network='D')]
+        return groups   # the columns' EMA twin renders; D plays no part
+    return groups + [ParamGroup('projection', _head(run), network='D')]
 
 
 @hookimpl
@@ -111,6 +132,7 @@ def setup(run):
     """The prior bank C(x_j) of every raw (unflipped) target image, and the GMM if asked for."""
     images = np.stack([run.dataset.raw_image(i) for i in range(len(run.dataset))])
     run.ns.bank = extract(run.ns.extractor, images, run.device)
+    run.ns.centre = centring(run.ns.bank)
     run.ns.gmm = (fit_gmm(run.ns.bank, run.options['gmm_components'], seed=run.seed)
                   if run.options['infer'] == 'gmm' else None)
 
@@ -128,6 +150,7 @@ def load_state_dict(run, state):
         raise UserError(f'the saved disp prior bank has shape {list(bank.shape)}, but G is '
                         f'conditioned on {run.G.c_dim} values')
     run.ns.bank = bank.to(run.device)
+    run.ns.centre = centring(run.ns.bank)
     gmm = state.get('gmm')
     run.ns.gmm = None if gmm is None else {key: torch.as_tensor(value) for key, value in gmm.items()}
     if run.options['infer'] == 'gmm' and run.ns.gmm is None:
@@ -136,7 +159,9 @@ def load_state_dict(run, state):
 
 @hookimpl
 def fold(run, G):
-    """G already is NVIDIA's plain conditional generator; what it cannot hold is the prior bank
-    (and the GMM), which export writes beside it."""
+    """The prior columns' offset goes into fc0 (NVIDIA's plain conditional generator); what G
+    cannot hold is the prior bank (and the GMM), which export writes beside it."""
+    fold_into(G.mapping.fc0, _columns(run))
+    fold_centring(G.mapping.embed, *run.ns.centre)
     return dict(prior_bank=_bank(run).detach().cpu(), infer=run.options['infer'],
                 gmm=None if run.ns.gmm is None else dict(run.ns.gmm))

@@ -45,6 +45,20 @@ def feature_dim(extractor, channels, resolution, device):
     return int(extract(extractor, probe, device).shape[1])
 
 
+def centring(bank):
+    """(mean, scale): G and D see (C(x) - mean) / scale, the bank centred to unit RMS.
+
+    Features of one domain share a large common component (VGG fc7 vectors of ten faces have
+    cosines near 1); NVIDIA's embedding, normalised after a linear map, would pass that common
+    part and leave the priors nearly indistinguishable. Centring keeps what tells the images apart.
+    One image has nothing to centre against: its prior is only scaled.
+    """
+    bank = torch.as_tensor(bank, dtype=torch.float32)
+    mean = bank.mean(0) if len(bank) > 1 else torch.zeros_like(bank[0])
+    scale = (bank - mean).square().mean().sqrt().clamp_min(1e-8)
+    return mean, scale
+
+
 def mixup(bank, n, rng):
     """n priors lam * b_i + (1 - lam) * b_j, i and j uniform over the bank, lam ~ U(0, 1)."""
     picks = torch.randint(len(bank), [2, n], generator=rng).to(bank.device)

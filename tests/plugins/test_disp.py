@@ -179,8 +179,8 @@ def test_the_conditioning_changes_outputs_once_trained(trained):
     bank = model.run.plugin('disp').ns.bank
     z = torch.randn([1, model.G.z_dim], generator=torch.Generator().manual_seed(0)).repeat(2, 1)
     images = generate.render(model, z, bank[:2])
-    # At init the new fc0 columns are zero, so two priors give bit-identical images; the mapping
-    # trains at NVIDIA's lr x 0.01, so after 3 steps the difference is small but real.
+    # At init the new fc0 columns are zero, so two priors give bit-identical images; after 3
+    # steps at the core lr (the prior columns' offset) the difference is real.
     assert (images[0] - images[1]).abs().max() > 0
     source = stylegan2_ada.load(trained['source'])['G_ema']
     source.add_conditioning(DIM)
@@ -208,11 +208,13 @@ def test_generate_and_export(trained):
     side = torch.load(str(out / 'G.disp.pt'), weights_only=True)   # plain data only
     bank = stylegan2_ada.load(trained['snapshot'])['gda']['plugins'][0]['state']['bank']
     assert torch.equal(side['prior_bank'], bank) and side['infer'] == 'mixup' and side['gmm'] is None
-    # The exported plain G with a bank prior renders what the model renders.
+    # The exported plain G takes raw C(x) (the centring is folded into mapping.embed, the prior
+    # columns' offset into fc0) and renders what the model renders from the centred prior.
     model = generate.open_model(trained['snapshot'])
+    mean, scale = model.run.plugin('disp').ns.centre
     z = torch.randn([2, model.G.z_dim], generator=torch.Generator().manual_seed(2))
     assert torch.allclose(exported['G_ema'](z, bank[:2], noise_mode='const'),
-                          generate.render(model, z, bank[:2]), atol=1e-6)
+                          generate.render(model, z, (bank[:2] - mean) / scale), atol=1e-5)
 
 
 def test_gmm_inference_and_the_default_extractor_name(tiny, extractor, tmp_path, monkeypatch):
@@ -226,7 +228,8 @@ def test_gmm_inference_and_the_default_extractor_name(tiny, extractor, tmp_path,
     state = stylegan2_ada.load(snapshot)['gda']['plugins'][0]['state']
     assert state['extractor'] == 'vgg16' and state['gmm']['means'].shape == (2, DIM)
     model = generate.open_model(snapshot)
-    c = model.default_c(64, seed=0)
+    mean, scale = model.run.plugin('disp').ns.centre
+    c = model.default_c(64, seed=0) * scale + mean      # G takes centred priors; the GMM is in C(x)
     gmm = state['gmm']
     distance = ((c[:, None] - gmm['means'][None]) / gmm['variances'].sqrt()[None]).square().sum(2).min(1).values
     assert float(distance.mean()) < 3 * DIM    # draws sit around the components, not elsewhere
