@@ -158,8 +158,12 @@ def nt_xent(a, b, temperature):
 
 
 def train_encoder(images, seed=0, steps=DEFAULTS['steps'], batch=DEFAULTS['batch'],
-                  lr=DEFAULTS['lr'], temperature=DEFAULTS['temperature'], log=None):
-    """An EmojiEncoder trained on uint8 images [N, 3, 32, 32]; (encoder, training summary)."""
+                  lr=DEFAULTS['lr'], temperature=DEFAULTS['temperature'], log=None, pairs=None):
+    """An EmojiEncoder trained on uint8 images [N, 3, 32, 32]; (encoder, training summary).
+
+    pairs: optional LongTensor [P, 2] of image rows that show the same thing in two styles; each
+    step then also pulls a view of one towards a view of the other (NT-Xent over a batch of
+    pairs), which teaches the embedding content across styles (the correspondence encoder)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # one thread: the same bits on every run of this machine
     try:
@@ -180,6 +184,11 @@ def train_encoder(images, seed=0, steps=DEFAULTS['steps'], batch=DEFAULTS['batch
             a = encoder.projection(encoder.embedding(augment(x, generator)))
             b = encoder.projection(encoder.embedding(augment(x, generator)))
             loss = nt_xent(a, b, temperature)
+            if pairs is not None:
+                chosen = pairs[torch.randperm(len(pairs), generator=generator)[:batch]]
+                a = encoder.projection(encoder.embedding(augment(data[chosen[:, 0]], generator)))
+                b = encoder.projection(encoder.embedding(augment(data[chosen[:, 1]], generator)))
+                loss = loss + nt_xent(a, b, temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -204,18 +213,21 @@ def retrieval_accuracy(encoder, data, generator):
     return float(((views @ clean.T).argmax(1) == torch.arange(len(data))).float().mean())
 
 
-def cache_key(images, seed, settings):
+def cache_key(images, seed, settings, pairs=None):
     digest = hashlib.sha256(json.dumps(dict(version=VERSION, seed=seed, settings=settings,
                                             widths=WIDTHS, embed=EMBED_DIM,
                                             shape=list(images.shape)), sort_keys=True).encode())
     digest.update(images.contiguous().numpy().tobytes())
+    if pairs is not None:
+        digest.update(b'pairs' + pairs.to(torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def load_or_train(images, seed=0, use_cache=True, log=None, **settings):
-    """(encoder, info) for uint8 training images: from the cache, else trained and cached."""
+def load_or_train(images, seed=0, use_cache=True, log=None, pairs=None, **settings):
+    """(encoder, info) for uint8 training images (and optional cross-style pairs, see
+    train_encoder): from the cache, else trained and cached."""
     settings = dict(DEFAULTS, **settings)
-    key = cache_key(images, seed, settings)
+    key = cache_key(images, seed, settings, pairs)
     path = os.path.join(cache_dir(), CACHE_SUBDIR, f'substitute-detector-{key[:32]}.pt')
     if use_cache and os.path.isfile(path):
         try:
@@ -228,7 +240,7 @@ def load_or_train(images, seed=0, use_cache=True, log=None, **settings):
     if log:
         log(f'Training the substitute detector on {len(images)} images ({settings["steps"]} steps, '
             f'seed {seed}) ...')
-    encoder, summary = train_encoder(images, seed=seed, log=log, **settings)
+    encoder, summary = train_encoder(images, seed=seed, log=log, pairs=pairs, **settings)
     info = dict(summary, key=key, seed=seed, settings=settings, images=len(images), version=VERSION)
     if use_cache:
         try:

@@ -28,7 +28,7 @@ import stylegan2_ada
 from gda_core.generate import seed_latents
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import UserError
-from stylegan2_ada.image_grid import save_image_grid, to_uint8
+from stylegan2_ada.image_grid import LEGIBLE_WIDTH, save_image_grid, to_uint8
 
 SAMPLES = 256
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -81,7 +81,7 @@ def measure(snapshot, reals, real_pairwise, grid=None, count=SAMPLES):
         shown = 64
         tiles = np.stack([np.stack([samples[i], reals[index[i]]]) for i in range(shown)])
         tiles = tiles.reshape(shown * 2, *samples.shape[1:])
-        save_image_grid(tiles, grid, columns=16)
+        save_image_grid(tiles, grid, columns=16, min_width=LEGIBLE_WIDTH)
     return record
 
 

@@ -122,6 +122,8 @@ def test_runs_are_scored_along_training_with_correspondence_and_curves(curves_ru
     assert row['kid'] == pytest.approx(run['evals'][-1]['kid']) and 'correspondence' in row
     retrieval = data['detector']['retrieval']
     assert retrieval['pairs'] == 6 and 0 <= retrieval['target_to_source_top1'] <= 1
+    content = data['content_encoder']
+    assert content['pairs_trained'] == 3 and content['retrieval_unseen']['pairs'] == 3
     assert 0 <= data['reference']['source']['correspondence'] <= 1
     for name in data['curves'].values():
         assert (root / 'out' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
