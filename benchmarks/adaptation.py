@@ -482,6 +482,10 @@ def reference_rows(opts, detector, correspondence, log):
                                            data=opts['heldout'], train_data=opts['data'],
                                            **metric_options(opts, detector, 0))
     rows['source'] = dict(results_of(records), scs=1.0)
+    if opts['source_data']:
+        records = gda_metrics.evaluate_network(opts['source'], ['kid', 'fid'], data=opts['source_data'],
+                                               **metric_options(opts, detector, 0))
+        rows['source_vs_source_domain'] = results_of(records)
     if correspondence is not None:
         rows['source'].update(correspondence.of_source(opts['source']))
     return rows
@@ -603,6 +607,12 @@ def markdown(result):
         lines.append(f'| {row["config"]} | ' + ' | '.join(cells) + f' | {fmt(row.get("sec_per_kimg"), 0)} | '
                      f'{fmt(row.get("peak_rss_mb"), 0)} | {row_notes(row)} |')
     ref = result['reference']
+    if ref.get('source_vs_source_domain'):
+        own = ref['source_vs_source_domain']
+        lines += ['', f'The source generator against its own domain (`{p["source_data"]}`), same detector: '
+                  f'KID {fmt(own["kid"])}, FID {fmt(own["fid"], 2)}'
+                  + (f'; its samples draw {src["distinct_emoji"]} distinct emoji (nearest source image, '
+                     f'{p["num_pairs"]} samples)' if src.get('distinct_emoji') is not None else '') + '.']
     lines += ['', f'Reference sets, same detector: the {p["target_images"]} shots themselves vs the held-out images '
               f'KID {fmt(ref["shots"]["kid"])} (FID {fmt(ref["shots"]["fid"], 2)}); one half '
               f'of the held-out images vs the other KID {fmt(ref["heldout_halves"]["kid"])} '

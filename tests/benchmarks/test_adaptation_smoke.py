@@ -99,6 +99,7 @@ def curves_run(tmp_path_factory):
     paired_a, paired_b = HP.write_images(root / 'pa', count=6, seed=2), HP.write_images(root / 'pb', count=6, seed=3)
     args = ['--source', source, '--target', target, '--heldout', heldout, '--configs', 'baseline',
             '--iters', '4', '--eval-every', '2', '--seeds', '0', '--pairs', f'{paired_a},{paired_b}',
+            '--source-data', paired_a,
             '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process',
             '--workdir', str(root / 'work'), '--out', str(root / 'out')]
     with pytest.MonkeyPatch.context() as mp:
@@ -125,6 +126,8 @@ def test_runs_are_scored_along_training_with_correspondence_and_curves(curves_ru
     content = data['content_encoder']
     assert content['pairs_trained'] == 3 and content['retrieval_unseen']['pairs'] == 3
     assert 0 <= data['reference']['source']['correspondence'] <= 1
+    assert math.isfinite(data['reference']['source_vs_source_domain']['kid'])
+    assert data['detector']['training_images'] == dict(target=4, heldout=8, source_images=6)
     for name in data['curves'].values():
         assert (root / 'out' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert set(data['curves']) >= {'kid', 'intra_lpips', 'scs', 'correspondence'}
