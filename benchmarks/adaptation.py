@@ -64,7 +64,8 @@ from stylegan2_ada.errors import UserError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 4                       # --cfg fewshot's batch (CDC); every method trains at it
-DEFAULT_ITERS = 1500            # long enough for plain fine-tuning to overfit the 10 shots (curves)
+DEFAULT_ITERS = 1000            # 4 kimg at batch 4: the curves show where plain fine-tuning turns
+QUICK_ITERS, QUICK_EVAL_EVERY = 500, 125   # --quick: four points per curve, under half an hour
 DEFAULT_EVAL_EVERY = 250        # iterations between evaluation points (1 kimg at batch 4)
 DEFAULT_SEEDS = '0,1,2'
 METRICS = ['kid', 'fid', 'intra_lpips', 'scs']            # gda_core.metrics, per evaluation point
@@ -703,6 +704,13 @@ def parse_seeds(text):
     return seeds
 
 
+def budget(quick, configs, seeds, iters, eval_every):
+    """(configs, seeds, iters, eval_every): what was given, else --quick's or the full table's."""
+    return (configs or (QUICK_CONFIGS if quick else 'all'), seeds or ('0' if quick else DEFAULT_SEEDS),
+            iters or (QUICK_ITERS if quick else DEFAULT_ITERS),
+            eval_every or (QUICK_EVAL_EVERY if quick else DEFAULT_EVAL_EVERY))
+
+
 def shot_folder(data, shots, workdir):
     """A folder with the first `shots` images of `data` (in the dataset's order): the few-shot
     training set of rows that use fewer images than given."""
@@ -739,8 +747,8 @@ def paired_sets(data, heldout, source_data, pairs):
 @click.option('--shots', type=click.IntRange(min=1), help='Train on the first N target images [default: all]')
 @click.option('--configs', help=f'Comma list of {", ".join(CONFIG_NAMES)} or any plugin+plugin combination [default: all; --quick: {QUICK_CONFIGS}]')
 @click.option('--quick', is_flag=True, help=f'The headline methods ({QUICK_CONFIGS}), one seed: a first look in about half an hour on 2 cores')
-@click.option('--iters', type=click.IntRange(min=1), default=DEFAULT_ITERS, show_default=True, help=f'Training iterations per run (batch {BATCH})')
-@click.option('--eval-every', type=click.IntRange(min=1), default=DEFAULT_EVAL_EVERY, show_default=True, help='Iterations between evaluation points (the curves)')
+@click.option('--iters', type=click.IntRange(min=1), help=f'Training iterations per run (batch {BATCH}) [default: {DEFAULT_ITERS}; --quick: {QUICK_ITERS}]')
+@click.option('--eval-every', type=click.IntRange(min=1), help=f'Iterations between evaluation points (the curves) [default: {DEFAULT_EVAL_EVERY}; --quick: {QUICK_EVAL_EVERY}]')
 @click.option('--table-at', type=click.IntRange(min=1), help='Iteration the table reports [default: --iters]')
 @click.option('--seeds', help=f'Comma list of seeds (training and metrics); rows average over them [default: {DEFAULT_SEEDS}; --quick: 0]')
 @click.option('--num-gen', type=click.IntRange(min=2), default=1000, show_default=True, help='Generated images for KID, FID and intra-LPIPS')
@@ -762,7 +770,8 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
     module docstring)."""
     started = time.time()
     load_start = load_average()
-    seeds = parse_seeds(seeds or ('0' if quick else DEFAULT_SEEDS))
+    configs, seeds, iters, eval_every = budget(quick, configs, seeds, iters, eval_every)
+    seeds = parse_seeds(seeds)
     source = source or default_source()
     for path, flag in ((source, '--source'), (data, '--target'), (heldout, '--heldout'),
                        (source_data, '--source-data')):
@@ -777,7 +786,7 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
         raise click.BadParameter(f'{table_at} is not an evaluation point (every {eval_every} up to '
                                  f'{iters})', param_hint='--table-at')
     try:
-        chosen = parse_configs(configs or (QUICK_CONFIGS if quick else 'all'))
+        chosen = parse_configs(configs)
     except UserError as error:
         raise click.BadParameter(str(error), param_hint='--configs') from None
     torch.set_num_threads(threads)

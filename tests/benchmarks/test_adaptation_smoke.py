@@ -146,6 +146,13 @@ def test_a_second_invocation_reuses_finished_runs(curves_run):
     assert log.count('Run directory:') == 1     # nothing trained again
 
 
+def test_quick_is_the_headline_methods_one_seed_and_a_shorter_budget():
+    assert AD.budget(True, None, None, None, None) == ('baseline,idc+patchd,rssa+patchd,genda', '0', 500, 125)
+    assert AD.budget(False, None, None, None, None) == ('all', '0,1,2', 1000, 250)
+    assert AD.budget(True, 'idc', '3', 50, 10) == ('idc', '3', 50, 10)    # what is given wins
+    assert {config.name for config in AD.parse_configs(AD.QUICK_CONFIGS)} <= set(AD.CONFIG_NAMES)
+
+
 def test_eval_points_end_at_the_budget():
     assert AD.eval_points(1000, 250) == [250, 500, 750, 1000]
     assert AD.eval_points(600, 250) == [250, 500, 600]
