@@ -2,17 +2,18 @@
 rosinality/stylegan2-pytorch checkpoint for the papers' own code."""
 
 import click
-import torch
 
-from stylegan2_ada.checkpoint import atomic_write, save_rosinality
-
-from . import export as exporting
-from .generate import open_model
 from .plugins import default_manager
+
+# torch and the engine are imported inside the functions, so that --help starts without torch.
 
 
 def export_rosinality(model, manager, out, side_files):
     """The folded G_ema as g_ema and g, the file's D (when it has one) as d; (G, folded, notes)."""
+    import torch
+    from stylegan2_ada.checkpoint import atomic_write, save_rosinality
+
+    from . import export as exporting
     extras = {}
     G, folded = exporting.fold(model, manager, extras)
     D = model.run.D
@@ -42,6 +43,8 @@ def export(network, out, fmt, device):
       gda export --network runs/00000-target-fewshot-batch4/network-snapshot-000020.pkl --out G.pt
       gda export --network snapshot.pkl --out adapted.pt --format rosinality
     """
+    from . import export as exporting
+    from .generate import open_model
     manager = default_manager()
     model = open_model(network, device=device, manager=manager)
     side_files, notes = [], []

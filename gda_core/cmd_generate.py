@@ -10,13 +10,13 @@ import sys
 import time
 
 import click
-import torch
 
 from stylegan2_ada.errors import UserError
-from stylegan2_ada.image_grid import LEGIBLE_WIDTH, save_image_grid
 
-from . import generate as generation
 from .plugins import default_manager
+
+# torch and the engine are imported inside the functions that render, so that `gda --help` and
+# `gda generate --help` start without loading torch.
 
 BATCH = 32            # seeds rendered per forward pass
 MAX_GRID = 1024       # --grid holds every image in memory (and in one PNG)
@@ -66,6 +66,7 @@ def parse_range(text):
 def class_labels(model, seeds, class_idx):
     """c for each seed: the conditioning plugin's infer_c (seeded per seed), a one-hot class, or
     nothing for an unconditional network."""
+    import torch
     if model.extensions.exclusive('conditioning') is not None:
         if class_idx is not None:
             raise UserError('--class does not apply: a plugin conditions this network')
@@ -118,6 +119,7 @@ def _duration(seconds):
 
 def render_batch(model, seeds, class_idx, pairs, options):
     """(source images or None, adapted images) of one batch of seeds."""
+    from . import generate as generation
     z = generation.seed_latents(seeds, model.G.z_dim)
     c = class_labels(model, seeds, class_idx)
     if pairs:
@@ -134,6 +136,8 @@ def check_grid(seeds):
 
 def write_grid(model, seeds, outdir, class_idx, pairs, options):
     """--grid: one image of every seed (pairs: source row above adapted row)."""
+    import torch
+    from stylegan2_ada.image_grid import LEGIBLE_WIDTH, save_image_grid
     source, adapted = render_batch(model, list(seeds), class_idx, pairs, options)
     if pairs:
         path = os.path.join(outdir, 'pairs.png')
@@ -147,6 +151,8 @@ def write_grid(model, seeds, outdir, class_idx, pairs, options):
 
 def write_files(model, seeds, outdir, class_idx, pairs, options):
     """One file per seed, written batch by batch with progress."""
+    import torch
+    from stylegan2_ada.image_grid import save_image_grid
     progress = Progress(len(seeds))
     done = 0
     for batch in seeds.batches(BATCH):
@@ -187,6 +193,7 @@ def generate(network, outdir, seeds, trunc, noise_mode, class_idx, grid, pairs, 
       gda generate --network runs/00000-target-fewshot-batch4/network-snapshot-000020.pkl --seeds 0-7
       gda generate --network snapshot.pkl --seeds 0-7 --pairs --grid
     """
+    from . import generate as generation
     seeds = parse_range(seeds)
     if grid:
         check_grid(seeds)

@@ -11,8 +11,7 @@ import json
 
 import click
 
-import stylegan2_ada
-from stylegan2_ada.checkpoint.loader import FORMAT_NAMES
+import stylegan2_ada   # cheap: stylegan2_ada.load imports torch on first use
 
 NETWORKS = ('G', 'D', 'G_ema', 'augment_pipe')
 
@@ -144,6 +143,7 @@ def _network_lines(name, info):
 
 
 def format_text(summary):
+    from stylegan2_ada.checkpoint.loader import FORMAT_NAMES   # torch: not needed by --help
     lines = [f'{"source":<14}{summary["source"]}']
     if summary['url'] and summary['url'] != summary['source']:
         lines.append(f'{"url":<14}{summary["url"]}')

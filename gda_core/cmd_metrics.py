@@ -12,18 +12,21 @@ import click
 
 from stylegan2_ada.errors import UserError
 
-from . import metrics as metrics_lib
-from .metrics.edges import EDGE_DETECTORS
-from .metrics.records import read_records, record_path, snapshots
+from .metric_names import EDGE_DETECTORS
 from .run_dir import is_run_dir, require_run_dir
 
+# The metrics package loads torch: it is imported where metrics are computed, so that --help is fast.
+
+
 def _recorded(run_dir, name):
+    from .metrics.records import read_records, record_path
     path = record_path(run_dir, name)
     return {record.get('snapshot') for record in read_records(path)} if os.path.exists(path) else set()
 
 
 def plan_run(run_dir, names, which):
     """[(snapshot path, metrics to compute)] for a run directory and --snapshots `which`."""
+    from .metrics.records import snapshots
     files = snapshots(run_dir)
     if not files:
         raise UserError(f'run directory {run_dir} holds no network-snapshot-*.pkl yet')
@@ -65,6 +68,7 @@ def metrics(network, which, as_json, **kw):
       gda metrics snapshot.pkl --metrics fid,pr --data babies-test.zip
       gda metrics snapshot.pkl --metrics scs --source ffhq256 --edges hed --hed hed.pytorch
     """
+    from . import metrics as metrics_lib
     names = metrics_lib.parse_metrics(kw['metrics'])
     log = (lambda text: click.echo(text, err=True)) if as_json else click.echo
     options = dict(data=kw['data'], train_data=kw['train_data'], num_gen=kw['num_gen'], num_real=kw['num_real'],

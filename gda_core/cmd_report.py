@@ -1,9 +1,7 @@
 """`gda report RUN_DIR`: a self-contained HTML page of a run's losses, metrics and images."""
 
 import click
-import torch
 
-from .report import write_report
 from .run_dir import require_run_dir
 
 
@@ -20,6 +18,9 @@ def report(run_dir, out, pairs, seed, device):
     Example:
       gda report runs/00001-babies-fewshot-batch4 && xdg-open runs/00001-babies-fewshot-batch4/report.html
     """
+    import torch   # with the report module, only once a report is really wanted (fast --help)
+
+    from .report import write_report
     require_run_dir(run_dir, 'report')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     path = write_report(run_dir, out, pairs_count=pairs, seed=seed, device=device)

@@ -11,7 +11,10 @@ import json
 import click
 from click.core import ParameterSource
 
-from . import demo_defaults, resume, training
+from stylegan2_ada.augment_specs import AUGPIPE_NAMES
+from stylegan2_ada.training_config import CFG_NAMES, SOURCE_G
+
+from . import demo_defaults
 from .composition import option_flag, option_key
 from .plugins import default_manager
 
@@ -108,8 +111,8 @@ def plugin_values(ctx, kw):
 @click.option('--outdir',     help='Where to make the run directory', metavar='DIR', default='runs', show_default=True)
 @click.option('--data',       help='Training images (zip or folder)', metavar='PATH')
 @click.option('--source',     help='Network to adapt: path, URL, preset, or none (from scratch)', metavar='SRC')
-@click.option('--source-g',   help="The source's generator to start from: G_ema, or G (CDC's choice) [default: G_ema]", type=click.Choice(training.SOURCE_G))
-@click.option('--cfg',        help='Preset [default: fewshot with a source, auto without]', type=click.Choice(training.CFG_NAMES))
+@click.option('--source-g',   help="The source's generator to start from: G_ema, or G (CDC's choice) [default: G_ema]", type=click.Choice(SOURCE_G))
+@click.option('--cfg',        help='Preset [default: fewshot with a source, auto without]', type=click.Choice(CFG_NAMES))
 @click.option('--desc',       help='Run directory name suffix', metavar='STR')
 # Method plugins, composed in command-line order.
 @click.option('--plugin',     help='Method plugin to use (repeatable; order matters; see gda plugins)', metavar='NAME', multiple=True)
@@ -133,7 +136,7 @@ def plugin_values(ctx, kw):
 @click.option('--p',          help='Augmentation probability (initial for ada, constant for fixed)', type=click.FloatRange(0, 1))
 @click.option('--target',     help='ADA target for E[sign(D(real))]', type=click.FloatRange(0, 1))
 @click.option('--ada-kimg',   help='ADA speed: kimg for p to move from 0 to 1 [default: 500 from scratch, 833.3 with --cfg fewshot (CDC), 100 fine-tuning with other presets]', type=click.FloatRange(min=0, min_open=True))
-@click.option('--augpipe',    help='Augmentations used [default: bgc]', type=click.Choice(training.AUGPIPES))
+@click.option('--augpipe',    help='Augmentations used [default: bgc]', type=click.Choice(AUGPIPE_NAMES))
 # Architecture when training from scratch.
 @click.option('--cbase',      help='Channel base (--source none)', type=click.IntRange(min=1))
 @click.option('--cmax',       help='Maximum channels (--source none)', type=click.IntRange(min=1))
@@ -156,6 +159,7 @@ def train(ctx, **kw):
       gda train --resume runs/00000-target-fewshot-batch4 --kimg 40
       torchrun --nproc_per_node 4 -m gda_core train --data target.zip --source ffhq256
     """
+    from . import resume, training   # torch: only once a run is really wanted (fast --help)
     plugin_options = plugin_values(ctx, kw)
     manager = ctx.command.plugin_manager()
     run_manager = ctx.command.manager   # None: the installed plugins, loadable in new processes

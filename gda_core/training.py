@@ -20,15 +20,15 @@ import re
 import torch
 
 import stylegan2_ada
-from stylegan2_ada.augment import AUGPIPE_SPECS
+from stylegan2_ada.augment_specs import AUGPIPE_NAMES
 from stylegan2_ada import distributed
 from stylegan2_ada.checkpoint import atomic_write, save_snapshot
 from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import TrainingDiverged, UserError
 from stylegan2_ada.networks import Discriminator, Generator
-from stylegan2_ada.training_config import (CFG_NAMES, PRESET_KEYS, preset_mirror, preset_sources,
-                                           resolve)
+from stylegan2_ada.training_config import (CFG_NAMES, PRESET_KEYS, SOURCE_G, preset_mirror,
+                                           preset_sources, resolve)
 from stylegan2_ada.training_loop import TrainingLoop
 
 from . import comparison, composition, datasets, metrics as run_metrics, resume
@@ -37,7 +37,7 @@ from .run_context import RunContext
 from .run_log import RunLog, silent
 
 __all__ = ['CFG_NAMES', 'AUGPIPES', 'preset_names', 'prepare', 'describe', 'run']
-AUGPIPES = sorted(AUGPIPE_SPECS)
+AUGPIPES = AUGPIPE_NAMES
 
 # Options that describe the architecture: only meaningful when training from scratch.
 ARCH_OPTIONS = ('cbase', 'cmax', 'map', 'zdim')
@@ -61,9 +61,6 @@ def build_networks(opts, resolution, channels, c_dim):
                       architecture=opts['d_architecture'], **common,
                       epilogue_kwargs=dict(mbstd_group_size=opts['mbstd']))
     return G, D
-
-
-SOURCE_G = ('G_ema', 'G')
 
 
 def load_source(source, which=None):

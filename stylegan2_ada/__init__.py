@@ -4,4 +4,11 @@ Matches NVIDIA's stylegan2-ada-pytorch (names, shapes, maths) so that its pickle
 the same, without running any code stored inside them. Knows nothing about gda's plugins.
 """
 
-from .checkpoint import load  # noqa: E402  (the one public entry for reading networks)
+
+def __getattr__(name):
+    """`stylegan2_ada.load` (the one public entry for reading networks), imported on first use so
+    that `import stylegan2_ada.errors` and friends do not load torch (the CLI's start-up time)."""
+    if name == 'load':
+        from .checkpoint import load
+        return load
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -18,6 +18,7 @@ import torch
 
 from .ops import conv2d_gradfix, grid_sample_gradfix, upfirdn2d
 from .ops.fir_matrix import apply_separable, reflect_matrix, upfirdn_matrix
+from .augment_specs import AUGPIPE_SPECS  # noqa: F401  (re-exported: NVIDIA's --augpipe presets)
 from .persistence import persistent_class
 
 # Orthogonal wavelet low-pass filters (Daubechies' symlets). sym6 is the resampling filter of the
@@ -26,31 +27,6 @@ _SYM2 = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.4829629
 _SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
          0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
          -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148]
-
-_GROUPS = {
-    'blit': dict(xflip=1, rotate90=1, xint=1),
-    'geom': dict(scale=1, rotate=1, aniso=1, xfrac=1),
-    'color': dict(brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1),
-    'filter': dict(imgfilter=1),
-    'noise': dict(noise=1),
-    'cutout': dict(cutout=1),
-}
-
-
-def _union(*groups):
-    return {name: value for group in groups for name, value in _GROUPS[group].items()}
-
-
-# NVIDIA's --augpipe presets: AugmentPipe(**AUGPIPE_SPECS[name]).
-AUGPIPE_SPECS = dict(
-    _GROUPS,
-    bg=_union('blit', 'geom'),
-    bgc=_union('blit', 'geom', 'color'),
-    bgcf=_union('blit', 'geom', 'color', 'filter'),
-    bgcfn=_union('blit', 'geom', 'color', 'filter', 'noise'),
-    bgcfnc=_union('blit', 'geom', 'color', 'filter', 'noise', 'cutout'),
-)
-
 
 def _filter_bank(num_bands=4):
     """Rows are FIR filters splitting an image into octave bands; they sum to a unit impulse.

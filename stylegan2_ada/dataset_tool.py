@@ -21,7 +21,6 @@ import PIL.Image
 import PIL.ImageColor
 import PIL.ImageOps
 
-from .checkpoint.atomic import atomic_write, current_umask
 from .dataset import LABELS_FILE, FileSource, image_extensions
 from .errors import UserError, reporting_disk_full
 
@@ -305,6 +304,7 @@ def _removing_new_folders(dest):
 
 
 def _write_zip(dest, files, report):
+    from .checkpoint.atomic import atomic_write   # the checkpoint package loads torch: not at import
     """The archive goes to a temporary file renamed into place once complete."""
     with atomic_write(dest, needs=report.expected_bytes) as file:
         with zipfile.ZipFile(file, 'w', compression=zipfile.ZIP_STORED) as archive:
@@ -315,6 +315,7 @@ def _write_zip(dest, files, report):
 def _write_folder(dest, files, report):
     """The folder is built under a temporary name beside `dest` and renamed into place once
     complete; an empty `dest` folder given by the user is replaced."""
+    from .checkpoint.atomic import current_umask   # the checkpoint package loads torch
     parent = os.path.dirname(os.path.abspath(dest))
     with reporting_disk_full(dest, report.expected_bytes):
         os.makedirs(parent, exist_ok=True)

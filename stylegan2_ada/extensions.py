@@ -8,13 +8,16 @@ that conflicts and logs can name it. `check()` finds the conflicts that need no 
 calls it, and finds the rest (freezing, parameter groups), before any work starts.
 """
 
+from __future__ import annotations   # torch appears in annotations only: plugins stay cheap to import
+
 import dataclasses
 import fnmatch
-from typing import Any, Callable, Collection, Dict, FrozenSet, List, Optional, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, FrozenSet, List, Optional, Tuple
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 EXCLUSIVE = ('conditioning', 'adv_loss', 'latent_sampler', 'select_branch', 'augment_p')
 TARGETS = ('adapted', 'both')

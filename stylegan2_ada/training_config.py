@@ -16,6 +16,7 @@ _NVIDIA = {
     'cifar':     (2, 100000, 64, 32, 1, 0.0025, 0.01, 500, 0.05, 2),
 }
 CFG_NAMES = ['auto', 'fewshot'] + list(_NVIDIA)
+SOURCE_G = ('G_ema', 'G')   # --source-g: the source network fine-tuning starts from
 
 # CDC adapts ADA's p by ada_target / ada_length = 0.6 / 500k per image of sign error; NVIDIA's
 # controller moves p by 1 / (ada_kimg * 1000) per image, so the same rate is ada_kimg = 500 / 0.6.

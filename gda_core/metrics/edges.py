@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from stylegan2_ada.errors import UserError
 
-EDGE_DETECTORS = ('sobel', 'hed')
+from ..metric_names import EDGE_DETECTORS
 HED_ENV = 'GDA_HED'
 HED_URL = 'http://content.sniklaus.com/github/pytorch-hed/network-bsds500.pytorch'
 _BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
