@@ -1,10 +1,12 @@
 """Generation from a trained network with its plugins' inference behaviour; `pairs` for --pairs/SCS.
 
 `open_model(path)` re-creates the snapshot's plugins by entry point (mode 'generate': construction
-hooks without a dataset, no setup), restores their modules (the EMA twins' values, since G_ema is
-what is rendered) and their state, and installs the reparams on G_ema. Rendering follows
-docs/hooks.md: mapping (with truncation) -> the 'generate' w-transforms -> synthesis. The source
-pipeline is G_s with only the transforms whose target is 'both', so `pairs` feeds one z through both.
+hooks without a dataset, no setup) and applies their extensions to G_ema through the engine's
+ExtendedNetworks (stylegan2_ada/extended.py: modules restored with the EMA twins' values, since
+G_ema is what is rendered; reparams installed), then restores the plugins' state. Rendering is
+ExtendedNetworks.synthesize: mapping (with truncation) -> the 'generate' w-transforms ->
+synthesis. The source pipeline is G_s with only the transforms whose target is 'both', so `pairs`
+feeds one z through both.
 """
 
 import dataclasses
@@ -15,8 +17,7 @@ import torch
 
 import stylegan2_ada
 from stylegan2_ada.errors import UserError
-from stylegan2_ada.extensions import Extensions, Synth, owner_of
-from stylegan2_ada.reparam import chain, resolve_layer, set_weight_reparam
+from stylegan2_ada.extended import ExtendedNetworks
 
 from . import composition
 from .plugins import PluginError, default_manager
@@ -25,21 +26,28 @@ from .run_context import RunContext
 
 @dataclasses.dataclass
 class Model:
-    """A network opened for rendering: G (the adapted G_ema, reparams installed), G_s (the
-    source, or None), the plugins' Extensions and the run context they were built with."""
-    G: torch.nn.Module
+    """A network opened for rendering: `nets` (the adapted G_ema with the plugins' extensions
+    applied), G_s (the source, or None), the run context the plugins were built with, and their
+    snapshot records."""
+    nets: ExtendedNetworks
     G_s: Optional[torch.nn.Module]
-    extensions: Extensions
     run: RunContext
     plugins: List[dict]
     device: torch.device
     source_info: Optional[dict] = None
     by_plugin: Any = None
 
-    def transforms(self, source=False):
-        """The generate-mode w-transform chain: all of them, or only the 'both' ones for G_s."""
-        return [t.module for t in self.extensions.w_transforms
-                if 'generate' in t.modes and (not source or t.target == 'both')]
+    def __post_init__(self):
+        self.nets.default_c = lambda n, it: self.default_c(n)
+
+    @property
+    def G(self):
+        """The adapted generator (the snapshot's G_ema, reparams installed)."""
+        return self.nets.G_ema
+
+    @property
+    def extensions(self):
+        return self.nets.ext
 
     def default_c(self, n, seed=0):
         """c for n images: the conditioning's infer_c, else zeros (unconditional or no class)."""
@@ -48,70 +56,6 @@ class Model:
             generator = torch.Generator().manual_seed(seed)
             return conditioning.infer_c(n, generator).to(self.device, torch.float32)
         return torch.zeros([n, self.G.c_dim], device=self.device)
-
-    def synthesize(self, net, z, c=None, *, it=None, mixing=False, noise_mode='random',
-                   features=None, mode='generate'):
-        """The renderer behind run.synthesize in generate mode (no grad, no mixing)."""
-        source = not isinstance(net, str)
-        G = net if source else self.G
-        c = self.default_c(len(z)) if c is None else c
-        with torch.no_grad():
-            return _render(G, z.to(self.device), c.to(self.device), self.transforms(source),
-                           1.0, noise_mode, features)
-
-
-def _render(G, z, c, transforms, truncation_psi, noise_mode, features=None):
-    c = c[:, :G.c_dim] if G.c_dim == 0 else c
-    ws = G.mapping(z, c, truncation_psi=truncation_psi)
-    for transform in transforms:
-        ws = transform(ws, None)
-    if features:
-        img, feats = G.synthesis(ws, return_features=features, noise_mode=noise_mode)
-        return Synth(img, ws, feats)
-    return Synth(G.synthesis(ws, noise_mode=noise_mode), ws, {})
-
-
-def module_keys(ext):
-    """{key: module} of plugin modules, named as the training loop names them in its state
-    (`<field>/<owner>/<name>`, `weight_reparam/<i>/<path>`); a module inside one already named is
-    part of it. tests/gda_core/test_plugins_generate.py checks this against the loop's names."""
-    items = [(f"param_groups/{owner_of(g, 'param_groups', i)}/{g.name}", g.module)
-             for i, g in enumerate(ext.param_groups)]
-    items += [(f"d_heads/{owner_of(h, 'd_heads', i)}/{h.name}", h.module)
-              for i, h in enumerate(ext.d_heads)]
-    items += [(f"w_transforms/{owner_of(t, 'w_transforms', i)}/{t.name}", t.module)
-              for i, t in enumerate(ext.w_transforms)]
-    items += [(f'weight_reparam/{i}/{path}', f)
-              for i, mapping in enumerate(ext.weight_reparam) for path, f in mapping.items()]
-    keys, covered = {}, set()
-    for key, module in items:
-        if isinstance(module, torch.nn.Module) and id(module) not in covered:
-            keys[key] = module
-            covered.update(id(sub) for sub in module.modules())
-    return keys
-
-
-def restore_modules(ext, loop_state, device):
-    """Load the plugin modules' saved state, preferring the EMA twin's (what G_ema renders with)."""
-    modules, twins = loop_state.get('modules', {}), loop_state.get('twins', {})
-    for key, module in module_keys(ext).items():
-        state = twins.get(key, modules.get(key))
-        if state is None:
-            raise UserError(f'the snapshot holds no state for the plugin module {key}; it was '
-                            f'written by a different version of that plugin')
-        module.load_state_dict(state)
-        module.to(device).eval().requires_grad_(False)
-
-
-def install_reparams(ext, G):
-    by_path = {}
-    for mapping in ext.weight_reparam:
-        for path, f in mapping.items():
-            if path.startswith('G.'):
-                by_path.setdefault(path, []).append(f)
-    for path, fns in by_path.items():
-        _, layer = resolve_layer(dict(G=G), path)
-        set_weight_reparam(layer, chain(fns))
 
 
 def source_generator(gda):
@@ -168,11 +112,12 @@ def open_model(source, device='cpu', manager=None, need_source=False):
     ext, by_plugin = composition.build_extensions(manager, active, run, with_owners=True)
     ext.check()
     run.restore_anchors(loop_state.get('anchors'))
-    restore_modules(ext, loop_state, device)
-    install_reparams(ext, G)
-    model = Model(G, G_s, ext, run, [entry.record() for entry in active], device,
+    nets = ExtendedNetworks(ext, G, device=device)
+    nets.load_state(loop_state.get('modules', {}), loop_state.get('twins', {}),
+                    'it was written by a different version of that plugin')
+    model = Model(nets, G_s, run, [entry.record() for entry in active], device,
                   source_info=gda.get('source'), by_plugin=by_plugin)
-    run.attach(model, G)
+    run.attach(nets, G)
     for entry, record in zip(active, gda.get('plugins') or []):
         manager.call(entry.name, 'load_state_dict', run=run.for_plugin(entry.name),
                      state=dict(record.get('state') or {}))
@@ -190,12 +135,10 @@ def render(model, z, c=None, *, truncation_psi=1.0, noise_mode='const', source=F
     """Images [N, C, H, W] in [-1, 1] from the adapted G (or, source=True, from G_s)."""
     z = z.to(model.device, torch.float32)
     c = model.default_c(len(z)) if c is None else c.to(model.device, torch.float32)
-    if source:
-        if model.G_s is None:
-            raise UserError('this model was opened without its source generator')
-        return _render(model.G_s, z, c, model.transforms(source=True), truncation_psi,
-                       noise_mode).img
-    return _render(model.G, z, c, model.transforms(), truncation_psi, noise_mode).img
+    if source and model.G_s is None:
+        raise UserError('this model was opened without its source generator')
+    return model.nets.synthesize(model.G_s if source else 'G_ema', z, c, noise_mode=noise_mode,
+                                 truncation_psi=truncation_psi).img
 
 
 @torch.no_grad()

@@ -78,7 +78,8 @@ class RunContext:
         self._views: Dict[str, PluginView] = {}
         self._anchor_requests = []     # (plugin, n)
         self._anchors: Optional[torch.Tensor] = None
-        self._renderer = None          # the training loop, or the inference model
+        self._renderer = None          # the run's ExtendedNetworks (stylegan2_ada/extended.py)
+        self._gen_c = None             # the training c (training only)
         self._report = None
 
     # -- plugins ----------------------------------------------------------------------------------
@@ -108,11 +109,13 @@ class RunContext:
 
     # -- attaching the engine ---------------------------------------------------------------------
 
-    def attach(self, renderer, G_ema, report=None):
-        """Called once construction is applied: the loop (or inference model) now renders."""
+    def attach(self, renderer, G_ema, report=None, gen_c=None):
+        """Called once construction is applied: `renderer` (the run's ExtendedNetworks) now
+        renders; `gen_c(n, it)` is the training loop's c for fakes."""
         self._renderer = renderer
         self.G_ema = G_ema
         self._report = report
+        self._gen_c = gen_c
 
     # -- latent anchors ---------------------------------------------------------------------------
 
@@ -198,11 +201,11 @@ class RunContext:
         """The run's training c for n fakes, drawn once from `it.rng`, so that a loss term can
         feed the same (z, c) to several networks (synthesize with c=None draws a new c per call).
         Training only; [n, 0] when G is unconditional."""
-        if self._renderer is None or not hasattr(self._renderer, 'gen_c'):
+        if self._gen_c is None:
             raise UserError('run.gen_c is available while training, from setup on')
         if self.G.c_dim == 0:
             return torch.zeros([n, 0], device=self.device)
-        return self._renderer.gen_c(n, it)
+        return self._gen_c(n, it)
 
     # -- other services ---------------------------------------------------------------------------
 

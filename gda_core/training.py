@@ -385,7 +385,7 @@ def _train(config, dist, device, log, manager):
         run_dir = dist.broadcast_object(next_run_dir(config['outdir'], desc) if rank0 else None)
     loop = TrainingLoop(run_dir, G, D, items, opts, G_ema=G_ema, extensions=extensions,
                         device=device, dist=dist, save_snapshot=write_snapshot, log=run_log)
-    run_ctx.attach(loop, loop.G_ema, report=loop.stats.report)
+    run_ctx.attach(loop.nets, loop.G_ema, report=loop.stats.report, gen_c=loop.gen_c)
 
     if resuming:
         restore(plan, run_ctx, loop, snapshot)

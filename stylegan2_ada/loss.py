@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .extensions import Extensions, Synth, owner_of
+from .extended import render, w_transform_chain
+from .extensions import Extensions, owner_of
 from .ops import conv2d_gradfix
 
 
@@ -25,29 +26,6 @@ def softplus_loss(kind, logits):
 def per_image(values):
     """Average any per-element values (patch logits, losses) to one value per image."""
     return values.reshape(values.shape[0], -1).mean(dim=1)
-
-
-def render(G, z, c, transforms=(), it=None, style_mixing_prob=0.0, noise_mode='random',
-           features=None, skip_w_avg_update=False, ws_grad=False):
-    """mapping -> style mixing -> w transforms -> synthesis (reparam slots act inside).
-
-    ws_grad makes ws differentiable even when nothing before synthesis trains (the path-length
-    penalty differentiates the image with respect to the ws after the transforms).
-    """
-    ws = G.mapping(z, c, skip_w_avg_update=skip_w_avg_update)
-    if style_mixing_prob > 0:
-        cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
-        mix = torch.rand([], device=ws.device) < style_mixing_prob
-        cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
-        ws[:, cutoff:] = G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)[:, cutoff:]
-    for transform in transforms:
-        ws = transform(ws, it)
-    if ws_grad and not ws.requires_grad:
-        ws = ws.detach().requires_grad_(True)
-    if features:
-        img, feats = G.synthesis(ws, return_features=features, noise_mode=noise_mode)
-        return Synth(img, ws, feats)
-    return Synth(G.synthesis(ws, noise_mode=noise_mode), ws, {})
 
 
 def global_path_length_penalty(pl_lengths, pl_mean, decay, all_reduce_sum):
@@ -87,7 +65,7 @@ class StyleGAN2Loss:
         self.pl_decay = pl_decay
         self.ext = extensions if extensions is not None else Extensions()
         self.adv_form = self.ext.exclusive('adv_loss') or softplus_loss
-        self.transforms = [t.module for t in self.ext.w_transforms if 'train' in t.modes]
+        self.transforms = w_transform_chain(self.ext, 'train')
         self.stats = stats if stats is not None else _NullStats()
         self.pl_mean = torch.zeros([], device=next(G.parameters()).device)
         self.ada = None   # an AdaController fed with D's scores on reals, when ADA is on

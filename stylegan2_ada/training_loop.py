@@ -22,12 +22,13 @@ from .augment import AUGPIPE_SPECS, AdaController, AugmentPipe
 from .cpu_allocator import keep_freed_memory
 from .distributed import Distributed, rng_state, seed_process, set_rng_state
 from .errors import TrainingDiverged, UserError
+from .extended import ExtendedNetworks
 from .extensions import (ConflictError, Extensions, Iteration, LatentBatch, SnapshotInfo,
                          TickInfo, check_param_groups, owner_of, trainable_mask)
 from .image_grid import LEGIBLE_WIDTH, save_image_grid
-from .loss import StyleGAN2Loss, render
+from .loss import StyleGAN2Loss
 from .ops import conv2d_gradfix, grid_sample_gradfix
-from .reparam import chain, resolve_layer, set_weight_reparam
+from .reparam import resolve_layer
 from .training_stats import TickStats
 
 SNAPSHOT_NAME = 'network-snapshot-{kimg:06d}.pkl'
@@ -148,7 +149,8 @@ class TrainingLoop:
     """Holds everything a run needs; `run()` trains until --kimg / --iters is reached.
 
     Construction checks the extensions for conflicts, then applies them: conditioning, trainable
-    mask, parameter groups and optimisers, G_ema with the EMA twins of plugin modules, reparams.
+    mask, parameter groups and optimisers, and `nets` (ExtendedNetworks: the extension modules,
+    G_ema with their EMA twins, reparams, rendering).
     """
 
     def __init__(self, run_dir, G, D, dataset, opts, G_ema=None, extensions=None, device='cpu',
@@ -186,14 +188,16 @@ class TrainingLoop:
             self.G.add_conditioning(self.conditioning.c_dim)
         self.trainable = trainable_mask(networks, ext.freeze_policy)
         check_param_groups(ext.param_groups, networks)
-        self._hold_plugin_modules()
+        self.groups = {net: [g for g in ext.param_groups if g.network == net]
+                       for net in ('G', 'D')}
 
         self.G_ema = (G_ema if G_ema is not None else copy.deepcopy(self.G))
         self.G_ema.eval().requires_grad_(False).to(self.device)
         if self.conditioning is not None and self.G_ema.c_dim == 0:
             self.G_ema.add_conditioning(self.conditioning.c_dim)
-        self._make_twins()
-        self._install_reparams(networks)
+        self.nets = ExtendedNetworks(ext, self.G_ema, G=self.G, D=self.D, device=self.device,
+                                     style_mixing=opts['style_mixing'],
+                                     default_c=self._default_c)
 
         self.augment_pipe = make_augment_pipe(opts, self.device)
         self.ada = None
@@ -250,70 +254,6 @@ class TrainingLoop:
         for mapping in self.ext.weight_reparam:
             for path in mapping:
                 resolve_layer(networks, path)
-
-    def _hold_plugin_modules(self):
-        """Name and place every plugin module; only parameter groups ever train.
-
-        The names key the modules' state in loop_state(); a module inside one already named is
-        saved with it.
-        """
-        items = [(f"param_groups/{owner_of(g, 'param_groups', i)}/{g.name}", g.module)
-                 for i, g in enumerate(self.ext.param_groups)]
-        items += [(f"d_heads/{owner_of(h, 'd_heads', i)}/{h.name}", h.module)
-                  for i, h in enumerate(self.ext.d_heads)]
-        items += [(f"w_transforms/{owner_of(t, 'w_transforms', i)}/{t.name}", t.module)
-                  for i, t in enumerate(self.ext.w_transforms)]
-        items += [(f'weight_reparam/{i}/{path}', f)
-                  for i, mapping in enumerate(self.ext.weight_reparam)
-                  for path, f in mapping.items()]
-        self.plugin_modules = {}
-        covered = set()
-        for key, module in items:
-            if isinstance(module, torch.nn.Module) and id(module) not in covered:
-                module.to(self.device).requires_grad_(False)
-                self.plugin_modules[key] = module
-                covered.update(id(sub) for sub in module.modules())
-        self.groups = {net: [g for g in self.ext.param_groups if g.network == net]
-                       for net in ('G', 'D')}
-
-    def _make_twins(self):
-        """EMA twins of G-side groups with ema=True; G_ema renders use twins (or live modules)."""
-        self.twins = {}          # id(live module or submodule) -> its twin
-        self.ema_pairs = []      # (key, live, twin) lerped with G_ema's beta
-        keys = {id(module): key for key, module in self.plugin_modules.items()}
-        for group in self.groups['G']:
-            if group.ema:
-                twin = copy.deepcopy(group.module).requires_grad_(False)
-                self.ema_pairs.append((keys[id(group.module)], group.module, twin))
-                for name, sub in group.module.named_modules():
-                    self.twins[id(sub)] = twin.get_submodule(name)
-        ema_params = {id(p) for _, live, _ in self.ema_pairs for p in live.parameters()}
-        g_side = [t.module for t in self.ext.w_transforms]
-        g_side += [f for mapping in self.ext.weight_reparam for path, f in mapping.items()
-                   if path.startswith('G.')]
-        for module in g_side:
-            if isinstance(module, torch.nn.Module) and id(module) not in self.twins and \
-                    any(id(p) in ema_params for p in module.parameters()):
-                raise UserError(f'{type(module).__name__} holds parameters of an EMA parameter '
-                                f'group without being that group\'s module or inside it; list '
-                                f'the module itself in param_groups')
-
-    def twin(self, module):
-        """What G_ema uses in place of a live plugin module: its EMA twin, or the module."""
-        return self.twins.get(id(module), module)
-
-    def _install_reparams(self, networks):
-        """Reparams of one layer compose in plugin order; G_ema's layer gets the twins."""
-        by_path = {}
-        for mapping in self.ext.weight_reparam:
-            for path, f in mapping.items():
-                by_path.setdefault(path, []).append(f)
-        for path, fns in by_path.items():
-            net, layer = resolve_layer(networks, path)
-            set_weight_reparam(layer, chain(fns))
-            if net == 'G':
-                _, ema_layer = resolve_layer(dict(G=self.G_ema), path)
-                set_weight_reparam(ema_layer, chain(self.twin(f) for f in fns))
 
     def _make_phases(self):
         opts = self.opts
@@ -374,6 +314,12 @@ class TrainingLoop:
             items = torch.randint(len(self.dataset), [n], generator=it.rng).tolist()
             c = self._item_c(items)
         return c.to(self.device, torch.float32)
+
+    def _default_c(self, n, it):
+        """The c a render gets when none is given: the training c, drawn from `it`."""
+        if it is None:
+            raise ValueError('synthesize needs `it` (or an explicit c) to draw the c')
+        return self.gen_c(n, it)
 
     def _item_c(self, items):
         if self.conditioning is not None:
@@ -437,7 +383,7 @@ class TrainingLoop:
             dist.all_reduce_mean(buffer)
         beta = ema_beta(opts, self.cur_nimg)
         update_ema(self.G_ema, self.G, beta)
-        for _, live, twin in self.ema_pairs:
+        for _, live, twin in self.nets.ema_pairs:
             update_ema(twin, live, beta)
         self.cur_nimg += opts['batch']
         self.iteration += 1
@@ -457,35 +403,6 @@ class TrainingLoop:
 
     # -- rendering ------------------------------------------------------------------------------
 
-    def w_transforms(self, mode, source=False, ema=False):
-        """The transform chain of a pipeline: `mode` 'train' or 'generate'; the source pipeline
-        keeps only 'both' transforms; ema=True uses the twins."""
-        return [self.twin(t.module) if ema else t.module for t in self.ext.w_transforms
-                if mode in t.modes and (not source or t.target == 'both')]
-
-    def synthesize(self, net, z, c=None, *, it=None, mixing=False, noise_mode='random',
-                   features=None, mode='train'):
-        """Render with this run's transforms and reparams: the engine side of run.synthesize.
-
-        net 'G' is the live G (with grad); 'G_ema' uses the twins (no grad); a network object is
-        the frozen source (no grad, 'both' transforms; twins in 'generate' mode). c None means the
-        training c (gen_c, drawn from it.rng). Only the loop's main batch moves w_avg.
-        """
-        source = not isinstance(net, str)
-        G = net if source else dict(G=self.G, G_ema=self.G_ema)[net]
-        if c is None and G.c_dim > 0:
-            if it is None:
-                raise ValueError('synthesize needs `it` (or an explicit c) to draw the c')
-            c = self.gen_c(len(z), it)
-        c = torch.zeros([len(z), 0]) if G.c_dim == 0 else c   # an unconditional net ignores c
-        c = c.to(self.device, torch.float32)
-        transforms = self.w_transforms(mode, source=source,
-                                       ema=net == 'G_ema' or (source and mode == 'generate'))
-        with torch.set_grad_enabled(net == 'G' and torch.is_grad_enabled()):
-            return render(G, z.to(self.device), c, transforms, it,
-                          self.opts['style_mixing'] if mixing else 0.0, noise_mode=noise_mode,
-                          features=features, skip_w_avg_update=True)
-
     def grid_latents(self, count=None):
         count = count or self.opts.get('grid_size', 16)
         generator = torch.Generator().manual_seed(self.opts['seed'] + 123)
@@ -496,7 +413,7 @@ class TrainingLoop:
     @torch.no_grad()
     def save_fakes(self, name):
         z, c = self.grid_latents()
-        images = self.synthesize('G_ema', z, c, noise_mode='const', mode='generate').img
+        images = self.nets.synthesize('G_ema', z, c, noise_mode='const', mode='generate').img
         save_image_grid(images, os.path.join(self.run_dir, name), min_width=LEGIBLE_WIDTH)
 
     # -- state ----------------------------------------------------------------------------------
@@ -520,15 +437,14 @@ class TrainingLoop:
         pl_mean, and every process's RNG states (`ranks`; `rng` is rank 0's). The loop's own
         generators (it.rng, the sampler's order, the grid) are functions of (seed, position)."""
         ranks = self._rank_states or [self.rank_state()]
+        modules, twins = self.nets.state()
         state = dict(cur_nimg=self.cur_nimg, iteration=self.iteration, tick=self.tick,
                      sampler_position=self.sampler.position,
                      sampler=dict(position=self.sampler.position, size=self.sampler.size,
                                   seed=self.sampler.seed, shuffle=self.sampler.shuffle),
                      pl_mean=self.loss.pl_mean.detach().cpu(),
                      optimizers={p.network: p.optimizer.state_dict() for p in self.phases},
-                     modules={key: dict(module.state_dict())
-                              for key, module in self.plugin_modules.items()},
-                     twins={key: dict(twin.state_dict()) for key, _, twin in self.ema_pairs},
+                     modules=modules, twins=twins,
                      ada=self.ada.state_dict() if self.ada is not None else None,
                      augment_p=(self.augment_pipe.p.detach().cpu()
                                 if self.augment_pipe is not None else None),
@@ -548,15 +464,7 @@ class TrainingLoop:
         self.sampler.position = int(state['sampler_position'])
         self.loss.pl_mean.copy_(torch.as_tensor(state['pl_mean']))
         same_run = 'resume with the plugins and options the run started with'
-        saved = dict(modules=state.get('modules', {}), twins=state.get('twins', {}))
-        wanted = dict(modules=list(self.plugin_modules.items()),
-                      twins=[(key, twin) for key, _, twin in self.ema_pairs])
-        for kind, modules in wanted.items():
-            for key, module in modules:
-                if key not in saved[kind]:
-                    raise UserError(f'the saved loop state has no {kind[:-1]} state for {key}; '
-                                    f'{same_run}')
-                module.load_state_dict(saved[kind][key])
+        self.nets.load_state(state.get('modules', {}), state.get('twins', {}), same_run)
         for phase in self.phases:
             try:
                 phase.optimizer.load_state_dict(state['optimizers'][phase.network])
@@ -596,10 +504,9 @@ class TrainingLoop:
     def sync_from_rank0(self):
         """Give every process rank 0's weights (networks, plugin modules, twins): a fresh run
         starts identical everywhere even if some construction or setup step drew randomly."""
-        modules = [self.G, self.D, self.G_ema, *self.plugin_modules.values(),
-                   *(twin for _, _, twin in self.ema_pairs)]
-        self.dist.broadcast_tensors([t for m in modules
-                                     for t in list(m.parameters()) + list(m.buffers())])
+        self.dist.broadcast_tensors([t for m in (self.G, self.D, self.G_ema)
+                                     for t in list(m.parameters()) + list(m.buffers())]
+                                    + self.nets.tensors())
 
     def snapshot(self):
         """Write network-snapshot-<kimg>.pkl (through the host's atomic save), then on_snapshot."""
@@ -664,9 +571,7 @@ class TrainingLoop:
         opts = self.opts
         write = self.dist.rank == 0
         if self.iteration == 0:
-            # setup() may have changed plugin modules since their twins were copied.
-            for _, live, twin in self.ema_pairs:
-                twin.load_state_dict(live.state_dict())
+            self.nets.reset_twins()   # setup() may have changed modules since the twins' copy
             if write:
                 reals = load_batch(self.dataset, range(min(len(self.dataset), 16)), 'cpu')[0]
                 save_image_grid(reals, os.path.join(self.run_dir, 'reals.png'), min_width=LEGIBLE_WIDTH)

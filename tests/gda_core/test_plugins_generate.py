@@ -6,7 +6,7 @@ import pathlib
 import torch
 
 import stylegan2_ada
-from gda_core.generate import module_keys, open_model
+from gda_core.generate import open_model
 from gda_hooks import hookimpl
 from stylegan2_ada.extensions import DHead, ParamGroup, WTransform
 from stylegan2_ada.reparam import get_weight_reparam
@@ -89,7 +89,7 @@ def test_module_names_match_the_loops_and_generation_uses_the_ema_values(tiny, t
     snapshot = HP.snapshot_path(run_dir)
     loop = stylegan2_ada.load(snapshot)['gda']['loop']
     model = open_model(snapshot, manager=manager)
-    assert set(module_keys(model.extensions)) == set(loop['modules']) == {
+    assert set(model.nets.modules) == set(loop['modules']) == {
         'param_groups/nested/adaptor', 'param_groups/nested/head', 'd_heads/nested/zero'}
     assert set(loop['twins']) == {'param_groups/nested/adaptor'}
     adaptor = model.run.plugin('nested').ns.adaptor

@@ -93,7 +93,8 @@ def test_hook_w_transforms(probe_run):
     assert 'train' in probe_run['train_calls']['w_transforms/adapted']
     ns = model.run.plugin('probe').ns
     # Generate mode: the train-only transform is gone; the 'both' one is in both pipelines.
-    assert model.transforms() == [ns.both] and model.transforms(source=True) == [ns.both]
+    assert model.nets.w_transforms('generate') == [ns.both]
+    assert model.nets.w_transforms('generate', source=True) == [ns.both]
     adapted_before = len(calls['w_transforms/adapted'])
     z = torch.randn([3, model.G.z_dim], generator=torch.Generator().manual_seed(0))
     source_img, adapted_img = pairs(model, z)

@@ -81,8 +81,8 @@ def test_generation_applies_the_adaptor_without_truncation_and_export_folds_it(t
     outdir, snap = trained
     network = HP.snapshot_path(run_dir(outdir))
     model = open_model(network, manager=default_manager(), need_source=True)
-    adaptor, = model.transforms()
-    assert model.transforms(source=True) == []        # 'adapted' only: the source is plain
+    adaptor, = model.nets.w_transforms('generate')
+    assert model.nets.w_transforms('generate', source=True) == []        # 'adapted' only: the source is plain
     twin = snap['gda']['loop']['twins']['param_groups/genda/adaptor']
     assert torch.equal(adaptor.a, twin['a'])          # G_ema renders with the EMA twin
     z = seed_latents([0, 1, 2, 3], 16)
@@ -104,9 +104,9 @@ def test_at_identity_the_adapted_model_is_exactly_the_source(tiny, tmp_path, mon
     loop, = loops
     z = seed_latents(range(6), 16)
     c = torch.zeros([6, 0])
-    adapted = loop.synthesize('G_ema', z, c, noise_mode='const', mode='generate').img
+    adapted = loop.nets.synthesize('G_ema', z, c, noise_mode='const', mode='generate').img
     source = stylegan2_ada.load(tiny[1])['G_ema'].eval()
-    assert torch.equal(adapted, loop.synthesize(source, z, c, noise_mode='const',
+    assert torch.equal(adapted, loop.nets.synthesize(source, z, c, noise_mode='const',
                                                 mode='generate').img)
     assert torch.equal(adapted, source(z, c, noise_mode='const'))
 

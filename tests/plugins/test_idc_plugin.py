@@ -33,12 +33,12 @@ def idc_run(monkeypatch, tmp_path, tiny, **options):
 def record_renders(loop):
     """Wrap the loop's renderer: every run.synthesize call is recorded."""
     calls = []
-    render = loop.synthesize
+    render = loop.nets.synthesize
 
     def recording(net, z, c=None, **kwargs):
         calls.append(dict(net=net, z=z.clone(), c=None if c is None else c.clone(), **kwargs))
         return render(net, z, c, **kwargs)
-    loop.synthesize = recording
+    loop.nets.synthesize = recording
     return calls
 
 

@@ -92,8 +92,8 @@ def test_generation_compresses_the_latents_of_both_generators(trained):
     state = snapshot(outdir)['gda']['plugins'][0]['state']
     model = open_model(HP.snapshot_path(run_dir(outdir)), manager=default_manager(),
                        need_source=True)
-    compression, = model.transforms(source=True)
-    assert compression in model.transforms()          # target 'both': the same transform
+    compression, = model.nets.w_transforms('generate', source=True)
+    assert compression in model.nets.w_transforms('generate')          # target 'both': the same transform
     assert torch.equal(compression.codes, state['codes'])
     z = seed_latents([0, 1, 2], 16)
     source, adapted = pairs(model, z)

@@ -254,7 +254,7 @@ def test_exact_resume_from_loop_state(tmp_path):
     for a, b in zip(straight.G_ema.state_dict().values(), resumed.G_ema.state_dict().values()):
         assert torch.equal(a, b)
     assert torch.equal(straight_shift.shift, resumed_shift.shift)
-    assert torch.equal(straight.twin(straight_shift).shift, resumed.twin(resumed_shift).shift)
+    assert torch.equal(straight.nets.twin(straight_shift).shift, resumed.nets.twin(resumed_shift).shift)
     assert float(straight.augment_pipe.p) == float(resumed.augment_pipe.p)
 
 
@@ -343,7 +343,7 @@ def test_weight_reparam(tmp_path):
     loop.run()
     assert g_scale.gamma.item() != 1 and d_scale.gamma.item() != 1   # gradients reach f
     twin = get_weight_reparam(loop.G_ema.synthesis.b16.conv1)
-    assert twin is loop.twin(g_scale) and twin is not g_scale
+    assert twin is loop.nets.twin(g_scale) and twin is not g_scale
     assert 1 != twin.gamma.item() != g_scale.gamma.item()            # an EMA of gamma
     assert list(G.state_dict()) + list(D.state_dict()) == keys
     with pytest.raises(UserError, match="'G.synthesis.b32.conv0', which is not a layer"):
@@ -399,7 +399,7 @@ def test_param_groups(tmp_path):
     G_opt, D_opt = loop.phases[0].optimizer, loop.phases[2].optimizer
     assert D_opt.param_groups[1]['lr'] == pytest.approx(2 * 0.0025 * 16 / 17)
     assert G_opt.param_groups[1]['lr'] == 0.01 and G_opt.param_groups[1]['betas'] == (0.5, 0.9)
-    assert loop.twin(live) is live and loop.twin(late) is not late
+    assert loop.nets.twin(live) is live and loop.nets.twin(late) is not late
     head_before = head.weight.detach().clone()
     loop.step()
     loop.step()
@@ -480,7 +480,7 @@ def test_w_transforms(tmp_path):
     assert train_only.phases == [] and both.phases == [None]
     source, _ = tiny_networks()
     z = torch.randn([2, 16])
-    out = loop.synthesize(source, z, features=['b8.conv1'])
+    out = loop.nets.synthesize(source, z, features=['b8.conv1'])
     assert train_only.phases == [] and both.phases == [None, None]
     assert out.img.shape == (2, 3, 16, 16) and list(out.features) == ['b8.conv1']
     with pytest.raises(ValueError, match='modes'):
