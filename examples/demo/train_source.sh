@@ -25,7 +25,7 @@ python=${PYTHON:-python}
 # groups of 32, no style mixing, no path-length regulariser, D 'orig', R1 gamma 0.01,
 # 2 mapping layers) at a smaller width for the CPU, batch 32 (twice cifar's updates per image:
 # 64 gave 256 updates in 16 kimg and still noise), ADA reacting within 100 kimg (docs/demo.md).
-arch=(--cbase 2048 --cmax 256 --zdim 256)
+arch=(--cbase 2048 --cmax 128 --zdim 256)
 train=(--cfg cifar --batch 32 --ada-kimg 100 --tick 1 --snap 4 --seed 0)
 
 newest_run() { ls -d "$runs"/*-demo-source 2>/dev/null | sort | tail -n 1 || true; }

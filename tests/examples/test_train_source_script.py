@@ -56,7 +56,7 @@ pytestmark = pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash
 def test_first_call_trains_from_scratch_with_the_cifar_based_settings(env, tmp_path):
     assert run(env, tmp_path / 'work').returncode == 0
     first = calls(env)[0]
-    for needed in ('--source none', '--cfg cifar', '--cbase 2048 --cmax 256 --zdim 256',
+    for needed in ('--source none', '--cfg cifar', '--cbase 2048 --cmax 128 --zdim 256',
                    '--ada-kimg 100', '--kimg 10', f'--data {env["DATA"]}'):
         assert needed in first
 
