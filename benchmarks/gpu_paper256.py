@@ -30,7 +30,9 @@ import PIL.Image
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import adaptation  # noqa: E402  (a sibling module: configurations, runners, bookkeeping)
+import adaptation  # noqa: E402  (sibling modules: configurations and planning,
+import adaptation_report as report  # noqa: E402  the report,
+import adaptation_runs as runs  # noqa: E402  and the training runs)
 
 from gda_core import metrics as gda_metrics  # noqa: E402
 from gda_core.plugins import default_manager  # noqa: E402
@@ -87,18 +89,18 @@ def markdown(result):
     else:
         lines.append(f'Source: `{p["source"]}`  ')
     lines += [f'Target: `{p["data"]}`; reference: `{p["heldout"]}`  ',
-              f'Budget: {p["iters"]} iterations at batch {adaptation.BATCH}, seeds '
+              f'Budget: {p["iters"]} iterations at batch {runs.BATCH}, seeds '
               f'{", ".join(map(str, p["seeds"]))}', '',
               '| method | sec/kimg | peak GPU (GB) | after tick 1 (GB) | peak RSS (MB) | KID ↓ | FID ↓ | intra-LPIPS ↑ | SCS ↑ | status / notes |',
               '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    fmt = adaptation.fmt
+    fmt = report.fmt
     for row in result['rows']:
         lines.append(f'| {row["config"]} | {fmt(row.get("sec_per_kimg"), 1)} | '
                      f'{fmt(row.get("peak_gpu_gb"), 2)} | {fmt(row.get("steady_gpu_gb"), 2)} | '
                      f'{fmt(row.get("peak_rss_mb"), 0)} | '
                      f'{fmt(row.get("kid"), 4)} | {fmt(row.get("fid"), 2)} | '
                      f'{fmt(row.get("intra_lpips"), 3)} | {fmt(row.get("scs"), 3)} | '
-                     f'{adaptation.row_notes(row)} |')
+                     f'{report.row_notes(row)} |')
     lines += ['', 'sec/kimg: the training loop\'s rate after the first tick. Peak GPU: torch\'s '
               'max_memory_allocated in the training process (0 on a CPU), over the whole run and '
               'over the ticks after the first (which holds cuDNN\'s autotuning). Metrics: NVIDIA\'s '
@@ -109,7 +111,7 @@ def markdown(result):
 
 def save_results(out, command, protocol, records, planned, inversion):
     """gpu_paper256.json and .md from the runs so far (rows not yet run say so); the result."""
-    rows = adaptation.summarise(records, planned, at=protocol['iters'])
+    rows = report.summarise(records, planned, at=protocol['iters'])
     for row in rows:
         for key in ('peak_gpu_gb', 'steady_gpu_gb'):
             values = [r['train'][key] for r in records
@@ -117,7 +119,7 @@ def save_results(out, command, protocol, records, planned, inversion):
             row[key] = max(values) if values else None
     result = dict(command=command, date=datetime.datetime.now().isoformat(timespec='seconds'),
                   protocol=protocol, rows=rows, runs=records, rssa_inversion=inversion)
-    adaptation.write_results(out, 'gpu_paper256', result, markdown(result))
+    report.write_results(out, 'gpu_paper256', result, markdown(result))
     return result
 
 
@@ -176,7 +178,7 @@ def main(source, data, heldout, configs, iters, seeds, num_gen, num_pairs, rando
                 num_pairs=num_pairs, detector_key=None, data_of=lambda config: data, rssa_codes={})
     inversion = None
     if any('rssa' in config.plugins and status == 'run' for config, status, _ in planned):
-        codes, record = adaptation.invert_targets(opts, data, log)
+        codes, record = runs.invert_targets(opts, data, log)
         inversion = {data: record}
         if codes:
             opts['rssa_codes'][data] = codes
@@ -190,7 +192,7 @@ def main(source, data, heldout, configs, iters, seeds, num_gen, num_pairs, rando
             num_gen=dict(fid=num_gen, kid=num_gen, intra_lpips=1000, scs=num_pairs)))
     records = []
     device_name = (torch.cuda.get_device_name(torch.device(device)) if device.startswith('cuda')
-                   else adaptation.machine())
+                   else report.machine())
     protocol = dict(source=source, data=data, heldout=heldout, iters=iters, seeds=seeds,
                     random_init=random_init, shape='tiny 32 px' if tiny else 'paper256',
                     network=network, device=device, device_name=device_name)
@@ -201,7 +203,7 @@ def main(source, data, heldout, configs, iters, seeds, num_gen, num_pairs, rando
             continue
         for seed in seeds:
             log(f'Training {config.name} (seed {seed}, {iters} iterations) ...')
-            record = adaptation.train_one(config, seed, opts, evaluate)
+            record = runs.train_one(config, seed, opts, evaluate)
             if record['status'] == 'ok':
                 record['train']['peak_gpu_gb'], record['train']['steady_gpu_gb'] = \
                     peak_gpu_gb(os.path.dirname(record['snapshot']))

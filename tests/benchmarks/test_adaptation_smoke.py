@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from gda_core.plugins import default_manager
 
 import adaptation as AD  # by name: see conftest.py
+import adaptation_report as REPORT
+import adaptation_runs as RUNS
 import helpers_plugins as HP
 
 
@@ -154,9 +156,9 @@ def test_quick_is_the_headline_methods_one_seed_and_a_shorter_budget():
 
 
 def test_eval_points_end_at_the_budget():
-    assert AD.eval_points(1000, 250) == [250, 500, 750, 1000]
-    assert AD.eval_points(600, 250) == [250, 500, 600]
-    assert AD.eval_points(2, 250) == [2]
+    assert RUNS.eval_points(1000, 250) == [250, 500, 750, 1000]
+    assert RUNS.eval_points(600, 250) == [250, 500, 600]
+    assert RUNS.eval_points(2, 250) == [2]
 
 
 def test_every_installed_gda_plugin_is_benchmarked():
@@ -194,9 +196,9 @@ def test_loop_speed_leaves_out_the_first_tick(tmp_path):
                dict(tick=2, kimg=0.8, iteration=200, time=70.0),
                dict(tick=3, kimg=1.2, iteration=300, time=90.0)]
     stats.write_text('\n'.join(json.dumps(e) for e in entries) + '\n')
-    assert AD.loop_speed(stats) == pytest.approx((40 / 0.8, 40 / 200))
+    assert RUNS.loop_speed(stats) == pytest.approx((40 / 0.8, 40 / 200))
     stats.write_text(json.dumps(entries[0]) + '\n')
-    assert AD.loop_speed(stats) == pytest.approx((50 / 0.4, 50 / 100))
+    assert RUNS.loop_speed(stats) == pytest.approx((50 / 0.4, 50 / 100))
 
 
 def test_metrics_condition_a_disp_snapshot_on_its_priors_not_on_labels(smoke):
@@ -223,7 +225,7 @@ def test_rows_not_yet_run_say_so_in_a_partial_table():
     planned = AD.plan(AD.parse_configs('baseline,idc'), {'idc'}, {}, lambda name: True)
     done = dict(config='baseline', status='ok', train=dict(sec_per_kimg=5.0),
                 evals=[dict(iteration=250, kid=2.0), dict(iteration=500, kid=1.0)])
-    rows = {row['config']: row for row in AD.summarise([done], planned, at=500)}
+    rows = {row['config']: row for row in REPORT.summarise([done], planned, at=500)}
     assert rows['baseline']['status'] == 'ok' and rows['baseline']['kid'] == 1.0
     assert rows['baseline']['curves']['kid'] == [[250, 2.0], [500, 1.0]]
     assert rows['idc']['status'].startswith('not finished') and 'kid' not in rows['idc']
