@@ -44,6 +44,7 @@ from machine_info import cpu_model  # a sibling module (the script's folder is o
 from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_config import resolve
 from stylegan2_ada.training_loop import TrainingLoop
+from stylegan2_ada.training_options import TrainingOptions
 
 RES, BATCH, BLOCK = 32, 8, 16
 NVIDIA_REFERENCE = 0.53   # s/iter, shared/reference/offline.md
@@ -83,7 +84,8 @@ def build_ours(run_dir):
     opts, _ = resolve('auto', RES, dict(batch=BATCH))
     opts.update(iters=None, kimg=None, batch_gpu=BATCH, seed=0, aug='fixed', augpipe='bgc', p=0.2,
                 gamma=GAMMA, tick=1e9, snap=0)
-    loop = TrainingLoop(run_dir, G, D, RandomImages(), opts, log=lambda *a, **k: None)
+    loop = TrainingLoop(run_dir, G, D, RandomImages(), TrainingOptions(**opts),
+                        log=lambda *a, **k: None)
     return loop.step
 
 

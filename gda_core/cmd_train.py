@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from stylegan2_ada.augment_specs import AUGPIPE_NAMES
 from stylegan2_ada.training_config import CFG_NAMES, SOURCE_G
+from stylegan2_ada.training_options import FIELDS, RENAMES
 
 from . import demo_defaults
 from .composition import option_flag, option_key
@@ -188,15 +189,10 @@ def train(ctx, **kw):
         raise click.UsageError(f'--source is required: a network file, URL, one of the presets '
                                f'({training.preset_names()}), or none to train from scratch '
                                f'(omit both --data and --source to run the bundled demo)')
-    options = dict(kimg=kw['kimg'], iters=kw['iters'], batch=kw['batch'],
-                   batch_gpu=kw['batch_gpu'], lr=kw['lr'], gamma=kw['gamma'],
-                   ema_kimg=kw['ema'], ada_target=kw['target'], ada_kimg=kw['ada_kimg'], cbase=kw['cbase'],
-                   cmax=kw['cmax'], map=kw['map'], zdim=kw['zdim'])
-    config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'], cfg=kw['cfg'],
-                  desc=kw['desc'], options=options, tick=kw['tick'], snap=kw['snap'],
-                  metrics=kw['metrics'],
-                  mirror=kw['mirror'], source_g=kw['source_g'], cond=kw['cond'], seed=kw['seed'], aug=kw['aug'],
-                  p=kw['p'], augpipe=kw['augpipe'], device=kw['device'], gpus=kw['gpus'],
+    config = dict(outdir=kw['outdir'], data=kw['data'], source=kw['source'],
+                  desc=kw['desc'], options=core_options(kw), metrics=kw['metrics'],
+                  mirror=kw['mirror'], source_g=kw['source_g'], cond=kw['cond'],
+                  device=kw['device'], gpus=kw['gpus'],
                   plugins=list(kw['plugin']), plugin_options=plugin_options,
                   first_log_line=demo_defaults.FIRST_LOG_LINE if demo else None,
                   given_origin=given_origin)
@@ -204,6 +200,12 @@ def train(ctx, **kw):
         click.echo(json.dumps(training.describe(training.prepare(config, manager)), indent=2))
         return
     training.run(config, log=click.echo, manager=run_manager)
+
+
+def core_options(kw):
+    """{TrainingOptions field: value} of every core option flag (None: not given)."""
+    return {RENAMES.get(name, name): value for name, value in kw.items()
+            if RENAMES.get(name, name) in FIELDS}
 
 
 def make_train_command(manager):

@@ -16,7 +16,8 @@ import zipfile
 from stylegan2_ada.checkpoint.atomic import atomic_write, stale_temp_files
 from stylegan2_ada.checkpoint.snapshot import is_snapshot, read_snapshot, torch_load
 from stylegan2_ada.errors import UserError
-from stylegan2_ada.training_config import PRESET_KEYS
+from stylegan2_ada.training_options import (ARCH_OPTIONS, RENAMES, SOURCE_ARCH_KEYS,
+                                            TrainingOptions)
 
 OPTIONS_FILE = 'training_options.json'
 SNAPSHOT_RE = re.compile(r'^network-snapshot-(\d+)\.pkl$')
@@ -27,12 +28,7 @@ LOOP_KEYS = ('cur_nimg', 'iteration', 'tick', 'sampler_position', 'optimizers', 
 CHANGEABLE = ('kimg', 'iters', 'tick', 'snap', 'metrics', 'device', 'gpus')
 # Options that name a new run directory: meaningless with --resume.
 NEW_RUN_ONLY = ('outdir', 'desc')
-# CLI option name -> key in training_options.json['options'] where the names differ.
-OPTION_KEYS = dict(ema='ema_kimg', target='ada_target')
 TOP_LEVEL = ('data', 'source')
-ARCH_OPTIONS = ('cbase', 'cmax', 'map', 'zdim')
-# What a fine-tuning run takes from its source, not from the preset (training_options.json).
-SOURCE_ARCH_KEYS = ARCH_OPTIONS + ('mbstd', 'd_architecture')
 
 
 def _flag(name):
@@ -69,7 +65,7 @@ def saved_value(saved, name):
         return [plugin['name'] for plugin in saved.get('plugins', [])]
     if name == 'gpus':
         return saved.get('gpus', 1)
-    return saved['options'].get(OPTION_KEYS.get(name, name))
+    return saved['options'].get(RENAMES.get(name, name))
 
 
 def _same(name, given, saved):
@@ -120,29 +116,26 @@ def resume_config(config, given, given_plugins):
     run_dir = config['resume']
     saved = read_run_options(run_dir)
     check_given(run_dir, saved, given, given_plugins)
-    opts = saved['options']
-    keys = list(PRESET_KEYS) + ['iters', 'batch_gpu']
+    opts = TrainingOptions.from_record(saved['options'])
+    options = opts.record()
     architecture = None
-    if saved['source'] == 'none':
-        keys += list(ARCH_OPTIONS)
-    else:
-        keys = [key for key in keys if key not in SOURCE_ARCH_KEYS + ('fmaps',)]
-        architecture = {key: opts[key] for key in SOURCE_ARCH_KEYS if key in opts}
-    options = {key: opts.get(key) for key in keys}
-    if 'batch_gpu' not in saved.get('option_origin', {}):
+    if saved['source'] != 'none':   # the source's, recorded: not options to resolve again
+        architecture = {key: options.pop(key) for key in SOURCE_ARCH_KEYS}
+        options.pop('fmaps', None)
+    if saved.get('option_origin', {}).get('batch_gpu', 'default') == 'default':
         options['batch_gpu'] = None   # derived from the process count: derive it again
     if 'kimg' in given or 'iters' in given:
         options['kimg'], options['iters'] = given.get('kimg'), given.get('iters')
+    for name in ('tick', 'snap'):
+        options[name] = given.get(name, options[name])
     changed = {name: given[name] for name in CHANGEABLE if name in given}
     recorded = {key: how for key, how in saved.get('option_origin', {}).items()
                 if key not in changed and not (key == 'kimg' and 'iters' in changed)}
     return dict(outdir=os.path.dirname(os.path.abspath(run_dir)), data=saved['data'],
-                source=saved['source'], cfg=opts.get('cfg'), desc=None, options=options,
-                tick=given.get('tick', opts.get('tick')), snap=given.get('snap', opts.get('snap')),
+                source=saved['source'], desc=None, options=options,
                 metrics=given.get('metrics', ','.join(saved.get('metrics') or [])) or None,
                 mirror=bool(saved.get('mirror', False)), cond=bool(saved.get('cond', False)),
-                source_g=saved.get('source_g'), seed=opts.get('seed', 0), aug=opts.get('aug'), p=opts.get('p'),
-                augpipe=opts.get('augpipe'),
+                source_g=saved.get('source_g'),
                 device=given['device'] if 'device' in given else saved.get('device'),
                 gpus=given.get('gpus'), default_gpus=saved.get('gpus', 1),
                 plugins=[plugin['name'] for plugin in saved.get('plugins', [])],
@@ -153,11 +146,14 @@ def resume_config(config, given, given_plugins):
 
 
 def check_resolved(run_dir, saved_options, opts, fine_tuning=False):
-    """The re-resolved options must be the run's own (bar the allowed changes). A fine-tuning
-    run's architecture is its snapshot's (runs of older gda recorded the preset's there)."""
+    """The re-resolved options (TrainingOptions) must be the run's own (bar the allowed
+    changes). A fine-tuning run's architecture is its snapshot's (runs of older gda recorded the
+    preset's there)."""
     ignore = set(CHANGEABLE) | {'batch_gpu'}
     if fine_tuning:
         ignore |= set(SOURCE_ARCH_KEYS) | {'fmaps'}
+    saved_options = TrainingOptions.from_record(saved_options).record()
+    opts = opts.record()
     differ = sorted(key for key in set(saved_options) | set(opts)
                     if key not in ignore and saved_options.get(key) != opts.get(key))
     if differ:
@@ -294,10 +290,10 @@ def record_resume(run_dir, opts, changed, snapshot_path, iteration, cur_nimg, pr
     path = os.path.join(run_dir, OPTIONS_FILE)
     saved = read_run_options(run_dir)
     for key in ('kimg', 'iters', 'tick', 'snap'):
-        if saved['options'].get(key) != opts.get(key):
-            saved['options'][key] = opts.get(key)
+        if saved['options'].get(key) != getattr(opts, key):
+            saved['options'][key] = getattr(opts, key)
             saved.setdefault('option_origin', {})[key] = 'command line (--resume)'
-    saved['options']['batch_gpu'] = opts['batch_gpu']
+    saved['options']['batch_gpu'] = opts.batch_gpu
     if 'device' in changed:
         saved['device'] = changed['device']
     saved['gpus'] = processes

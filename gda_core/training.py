@@ -27,9 +27,9 @@ from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import TrainingDiverged, UserError
 from stylegan2_ada.networks import Discriminator, Generator
-from stylegan2_ada.training_config import (CFG_NAMES, PRESET_KEYS, SOURCE_G, preset_mirror,
-                                           preset_sources, resolve)
+from stylegan2_ada.training_config import CFG_NAMES, SOURCE_G, preset_mirror, preset_sources
 from stylegan2_ada.training_loop import TrainingLoop
+from stylegan2_ada.training_options import PROPOSABLE, build as build_options, use_source_architecture
 
 from . import comparison, composition, datasets, metrics as run_metrics, resume
 from .plugins import PluginError, default_manager
@@ -39,27 +39,23 @@ from .run_log import RunLog, silent
 __all__ = ['CFG_NAMES', 'AUGPIPES', 'preset_names', 'prepare', 'describe', 'run']
 AUGPIPES = AUGPIPE_NAMES
 
-# Options that describe the architecture: only meaningful when training from scratch.
-ARCH_OPTIONS = ('cbase', 'cmax', 'map', 'zdim')
-# Core options that follow the precedence explicit > plugin proposal > preset (or default).
-RUN_OPTIONS = ('aug', 'augpipe', 'p', 'tick', 'snap')
-DEFAULTS = dict(aug='ada', augpipe='bgc')
-PROPOSABLE = frozenset(PRESET_KEYS) | {'iters', 'batch_gpu'} | set(RUN_OPTIONS)
+# Core options a config may also give beside config['options'] (tests' configs do).
+RUN_OPTIONS = ('aug', 'augpipe', 'p', 'tick', 'snap', 'seed', 'cfg')
 
 
 def build_networks(opts, resolution, channels, c_dim):
     """Fresh G and D for training from scratch (NVIDIA's train.py kwargs)."""
-    channel_base = opts.get('cbase') or int(opts['fmaps'] * 32768)
-    channel_max = opts.get('cmax') or 512
-    z_dim = opts.get('zdim') or 512
+    channel_base = opts.cbase or int(opts.fmaps * 32768)
+    channel_max = opts.cmax or 512
+    z_dim = opts.zdim or 512
     common = dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=4,
                   conv_clamp=256)
     G = Generator(z_dim=z_dim, c_dim=c_dim, w_dim=z_dim, img_resolution=resolution,
-                  img_channels=channels, mapping_kwargs=dict(num_layers=opts['map']),
+                  img_channels=channels, mapping_kwargs=dict(num_layers=opts.map),
                   synthesis_kwargs=common)
     D = Discriminator(c_dim=c_dim, img_resolution=resolution, img_channels=channels,
-                      architecture=opts['d_architecture'], **common,
-                      epilogue_kwargs=dict(mbstd_group_size=opts['mbstd']))
+                      architecture=opts.d_architecture, **common,
+                      epilogue_kwargs=dict(mbstd_group_size=opts.mbstd))
     return G, D
 
 
@@ -104,23 +100,6 @@ def next_run_dir(outdir, desc):
     return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
 
 
-def validate(opts, gpus):
-    if opts['batch'] < 1 or opts['batch'] % gpus != 0:
-        raise UserError(f'--batch {opts["batch"]} does not split evenly over {gpus} processes '
-                        f'(--batch is the total over all of them); use a multiple of {gpus}')
-    per_process = opts['batch'] // gpus
-    batch_gpu = opts.get('batch_gpu') or per_process
-    if per_process % batch_gpu != 0:
-        raise UserError(f'--batch-gpu {batch_gpu} must divide the per-process batch {per_process}')
-    opts['batch_gpu'] = batch_gpu
-    if opts.get('kimg') is None and opts.get('iters') is None:
-        raise UserError('set --kimg or --iters: the run needs a stop condition')
-    if opts['aug'] == 'fixed' and opts.get('p') is None:
-        raise UserError('--aug fixed needs --p (the augmentation probability)')
-    if opts.get('p') is not None and not 0 <= opts['p'] <= 1:
-        raise UserError(f'--p {opts["p"]} must lie in [0, 1]')
-
-
 def source_architecture(G, D):
     """The architecture values a fine-tuning run really uses: its source's."""
     synthesis = G.init_kwargs.get('synthesis_kwargs', {})
@@ -128,18 +107,6 @@ def source_architecture(G, D):
     return dict(map=G.init_kwargs.get('mapping_kwargs', {}).get('num_layers', 8), zdim=G.z_dim,
                 cbase=synthesis.get('channel_base', 32768), cmax=synthesis.get('channel_max', 512),
                 mbstd=mbstd, d_architecture=D.init_kwargs.get('architecture', 'resnet'))
-
-
-def record_source_architecture(opts, origin, architecture):
-    """Replace the preset's architecture values, which a fine-tuning run does not use, with the
-    source's (origin 'source'); the minibatch-std group is the one set_mbstd_group keeps."""
-    opts.pop('fmaps', None)
-    origin.pop('fmaps', None)
-    for key, value in architecture.items():
-        opts[key] = value
-        origin[key] = 'source'
-    if opts.get('mbstd'):
-        opts['mbstd'] = min(opts['mbstd'], opts['batch_gpu'])
 
 
 def check_proposals(active):
@@ -162,14 +129,8 @@ def prepare(config, manager=None):
     check_proposals(active)
     source = config['source']
     fine_tuning = source != 'none'
-    explicit = dict(config['options'], **{key: config.get(key) for key in RUN_OPTIONS})
-    if fine_tuning:
-        given = [f'--{name}' for name in ARCH_OPTIONS if explicit.get(name) is not None]
-        if given:
-            raise UserError(f'{", ".join(given)} describe a network built from scratch; with '
-                            f'--source the source\'s own architecture is used (drop them or use '
-                            f'--source none)')
-    cfg = config.get('cfg') or ('fewshot' if fine_tuning else 'auto')
+    explicit = dict(config['options'], **{key: config[key] for key in RUN_OPTIONS if key in config})
+    cfg = explicit.get('cfg') or ('fewshot' if fine_tuning else 'auto')
     mirror_origin = 'command line'
     if config.get('mirror') is None:   # neither --mirror nor --no-mirror: the preset decides
         config = dict(config, mirror=preset_mirror(cfg))
@@ -178,30 +139,16 @@ def prepare(config, manager=None):
                                  xflip=config['mirror'])
     gpus = config.get('gpus') or config.get('default_gpus') or 1
     proposals = [(entry.name, entry.proposals) for entry in active if entry.proposals]
-    opts, origin = resolve(cfg, dataset.resolution, explicit, proposals, gpus=gpus,
-                           fine_tuning=fine_tuning)
+    opts, origin = build_options(cfg, dataset.resolution, explicit, proposals, gpus=gpus,
+                                 fine_tuning=fine_tuning)
     origin['mirror'] = mirror_origin
-    if opts.get('iters') is not None and origin['kimg'].startswith('--cfg'):
-        opts['kimg'] = None   # --iters alone is the stop condition
-        origin['kimg'] = 'none: --iters stops the run'
-    opts.setdefault('iters', None)
-    for key in RUN_OPTIONS:
-        if opts.get(key) is None:
-            opts[key] = DEFAULTS.get(key)
-            origin[key] = 'default'
-    opts.update(cfg=cfg, seed=config.get('seed', 0))
-    if opts['tick'] is None:
-        opts['tick'] = 4 if opts['batch'] >= 32 else max(opts['batch'] * 50 / 1000, 0.001)
-    if opts['snap'] is None:
-        opts['snap'] = 50 if opts['batch'] >= 32 else 5
-    validate(opts, gpus)
     loaded = None
     if fine_tuning:
         architecture = config.get('source_architecture')
         if architecture is None:   # a new run: read the source once (networks() reuses it)
             loaded = load_source(source, config.get('source_g'))
             architecture = source_architecture(loaded[1], loaded[2])
-        record_source_architecture(opts, origin, architecture)
+        opts = use_source_architecture(opts, origin, architecture)
     # Values set for the user rather than by them (the demo's, a resumed run's recorded origins).
     origin.update({key: how for key, how in (config.get('given_origin') or {}).items()
                    if key in origin})
@@ -219,7 +166,7 @@ def describe(plan, run_ctx=None):
                 gpus=config.get('gpus') or config.get('default_gpus') or 1,
                 mirror=bool(config.get('mirror', False)), cond=bool(config.get('cond', False)),
                 source_g=config.get('source_g') or 'G_ema',
-                metrics=plan['metrics'], options=opts,
+                metrics=plan['metrics'], options=opts.record(),
                 option_origin=plan['origin'], preset_sources=preset_sources(plan['cfg']),
                 dataset=dict(path=config['data'], images=len(plan['dataset']),
                              resolution=plan['dataset'].resolution,
@@ -263,7 +210,7 @@ def plugin_records(plan, run_ctx):
 
 def host_state(run_ctx, opts):
     """What the host itself must restore for generate and resume, kept in gda.loop."""
-    return dict(anchors=run_ctx.anchor_state(), core_options=dict(opts))
+    return dict(anchors=run_ctx.anchor_state(), core_options=opts.record())
 
 
 def run(config, log=print, manager=None):
@@ -336,7 +283,7 @@ def _train(config, dist, device, log, manager):
     if resuming:
         snapshot_path, snapshot, skipped = resume_point(resuming, opts, dist, run_log)
     # Construction draws the same numbers on every process.
-    distributed.seed_process(opts['seed'], distributed.Distributed())
+    distributed.seed_process(opts.seed, distributed.Distributed())
 
     if resuming:
         G, D, G_ema, source_G, source_info = resume.restored_networks(snapshot, config,
@@ -347,12 +294,12 @@ def _train(config, dist, device, log, manager):
     else:
         G, D, source_G, source_info = networks(plan, device)
         G_ema = None
-    set_mbstd_group(D, opts['batch_gpu'])
+    set_mbstd_group(D, opts.batch_gpu)
 
     # Construction (cheap), then every conflict check, before anything is written.
     items, raw_images = datasets.views(dataset, config.get('mirror', False))
     run_ctx = RunContext('resume' if resuming else 'train', G=G, D=D, G_s=source_G,
-                         dataset=raw_images, device=device, seed=opts['seed'], core=opts,
+                         dataset=raw_images, device=device, seed=opts.seed, core=opts.record(),
                          rank=dist.rank, world_size=dist.world_size)
     for entry in active:
         run_ctx.add_plugin(entry.name, entry.options)
@@ -381,7 +328,7 @@ def _train(config, dist, device, log, manager):
     if resuming:
         run_dir = resuming
     else:
-        desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts["batch"]}'
+        desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts.batch}'
         run_dir = dist.broadcast_object(next_run_dir(config['outdir'], desc) if rank0 else None)
     loop = TrainingLoop(run_dir, G, D, items, opts, G_ema=G_ema, extensions=extensions,
                         device=device, dist=dist, save_snapshot=write_snapshot, log=run_log)
@@ -422,7 +369,7 @@ def _train(config, dist, device, log, manager):
         for entry in active:
             plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
         loop.sync_from_rank0()
-        distributed.seed_process(opts['seed'], dist)
+        distributed.seed_process(opts.seed, dist)
     try:
         loop.run()
     except TrainingDiverged as error:

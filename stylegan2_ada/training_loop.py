@@ -29,6 +29,7 @@ from .image_grid import LEGIBLE_WIDTH, save_image_grid
 from .loss import StyleGAN2Loss
 from .ops import conv2d_gradfix, grid_sample_gradfix
 from .reparam import resolve_layer
+from .training_options import TrainingOptions
 from .training_stats import TickStats
 
 SNAPSHOT_NAME = 'network-snapshot-{kimg:06d}.pkl'
@@ -104,10 +105,11 @@ def iteration_rng(seed, index):
 
 
 def ema_beta(opts, cur_nimg):
-    ema_nimg = opts['ema_kimg'] * 1000
-    if opts.get('ema_rampup') is not None:
-        ema_nimg = min(ema_nimg, cur_nimg * opts['ema_rampup'])
-    return 0.5 ** (opts['batch'] / max(ema_nimg, 1e-8))
+    """G_ema's decay for one iteration of `opts.batch` images (TrainingOptions' half-life)."""
+    ema_nimg = opts.ema_kimg * 1000
+    if opts.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * opts.ema_rampup)
+    return 0.5 ** (opts.batch / max(ema_nimg, 1e-8))
 
 
 @torch.no_grad()
@@ -119,10 +121,10 @@ def update_ema(ema, live, beta):
 
 
 def make_augment_pipe(opts, device):
-    if opts['aug'] == 'noaug':
+    if opts.aug == 'noaug':
         return None
-    pipe = AugmentPipe(**AUGPIPE_SPECS[opts['augpipe']]).train().requires_grad_(False).to(device)
-    pipe.p.copy_(torch.as_tensor(opts.get('p') or 0.0))
+    pipe = AugmentPipe(**AUGPIPE_SPECS[opts.augpipe]).train().requires_grad_(False).to(device)
+    pipe.p.copy_(torch.as_tensor(opts.p or 0.0))
     return pipe
 
 
@@ -155,6 +157,8 @@ class TrainingLoop:
 
     def __init__(self, run_dir, G, D, dataset, opts, G_ema=None, extensions=None, device='cpu',
                  dist=None, save_snapshot=None, log=print):
+        if not isinstance(opts, TrainingOptions):
+            raise TypeError(f'opts must be TrainingOptions, got {type(opts).__name__}')
         self.run_dir = run_dir
         self.opts = opts
         self.device = torch.device(device)
@@ -196,19 +200,19 @@ class TrainingLoop:
         if self.conditioning is not None and self.G_ema.c_dim == 0:
             self.G_ema.add_conditioning(self.conditioning.c_dim)
         self.nets = ExtendedNetworks(ext, self.G_ema, G=self.G, D=self.D, device=self.device,
-                                     style_mixing=opts['style_mixing'],
+                                     style_mixing=opts.style_mixing,
                                      default_c=self._default_c)
 
         self.augment_pipe = make_augment_pipe(opts, self.device)
         self.ada = None
-        if self.augment_pipe is not None and opts['aug'] == 'ada' and self.augment_p is None:
-            self.ada = AdaController(self.augment_pipe, target=opts['ada_target'],
-                                     interval=opts.get('ada_interval', 4), kimg=opts['ada_kimg'])
+        if self.augment_pipe is not None and opts.aug == 'ada' and self.augment_p is None:
+            self.ada = AdaController(self.augment_pipe, target=opts.ada_target,
+                                     interval=opts.ada_interval, kimg=opts.ada_kimg)
 
         self.stats = TickStats(self.device)
         self.loss = StyleGAN2Loss(self.G, self.D, augment_pipe=self.augment_pipe,
-                                  r1_gamma=opts['gamma'], style_mixing_prob=opts['style_mixing'],
-                                  pl_weight=opts['pl_weight'], extensions=ext, stats=self.stats,
+                                  r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing,
+                                  pl_weight=opts.pl_weight, extensions=ext, stats=self.stats,
                                   all_reduce_sum=(self.dist.all_reduce_sum if self.dist.active
                                                   else None))
         self.loss.ada = self.ada
@@ -217,7 +221,7 @@ class TrainingLoop:
             self.log(f"  {row['module']:<24s} {row['trainable']:>11,d} trainable "
                      f"{row['frozen']:>11,d} frozen")
 
-        self.sampler = DataSampler(len(dataset), seed=opts['seed'])
+        self.sampler = DataSampler(len(dataset), seed=opts.seed)
         self.last_snapshot = None   # the newest snapshot written (or resumed from): all finite
         self.snapshot_iteration = None
         self.cur_nimg = 0
@@ -243,9 +247,9 @@ class TrainingLoop:
                 raise UserError(f'{owner!r} conditions G on {self.conditioning.c_dim} values, but '
                                 f'G is conditioned on {self.G.c_dim}; start from an '
                                 f'unconditional source')
-        if self.augment_p is not None and self.opts['aug'] != 'ada':
+        if self.augment_p is not None and self.opts.aug != 'ada':
             raise UserError(f"{owner_of(self.augment_p, 'augment_p', 0)!r} sets the augmentation "
-                            f"probability, which needs --aug ada (got --aug {self.opts['aug']})")
+                            f"probability, which needs --aug ada (got --aug {self.opts.aug})")
         for index, head in enumerate(self.ext.d_heads):
             unknown = sorted(set(head.features) - set(self.D.feature_names))
             if unknown:
@@ -258,9 +262,9 @@ class TrainingLoop:
     def _make_phases(self):
         opts = self.opts
         phases = []
-        for net, reg_interval in [('G', opts.get('G_reg_interval', 4)),
-                                  ('D', opts.get('D_reg_interval', 16))]:
-            optimizer = make_optimizer(self.trainable[net], self.groups[net], opts['lr'],
+        for net, reg_interval in [('G', opts.G_reg_interval),
+                                  ('D', opts.D_reg_interval)]:
+            optimizer = make_optimizer(self.trainable[net], self.groups[net], opts.lr,
                                        reg_interval)
             if optimizer is None:
                 continue   # nothing on this side trains: skip its phases
@@ -329,7 +333,7 @@ class TrainingLoop:
 
     def _latents(self, it):
         """The phase's global z and c (latent_sampler or the core's), then this rank's slice."""
-        batch = self.opts['batch']
+        batch = self.opts.batch
         latents = self.latent_sampler(it, batch) if self.latent_sampler is not None else None
         if latents is None:
             latents = LatentBatch(torch.randn([batch, self.G.z_dim], generator=it.rng))
@@ -342,9 +346,9 @@ class TrainingLoop:
 
     def step(self):
         opts, dist = self.opts, self.dist
-        it = Iteration(index=self.iteration, cur_nimg=self.cur_nimg, batch_size=opts['batch'],
-                       device=self.device, rng=iteration_rng(opts['seed'], self.iteration),
-                       batch_gpu=opts['batch_gpu'], rank=dist.rank, world_size=dist.world_size,
+        it = Iteration(index=self.iteration, cur_nimg=self.cur_nimg, batch_size=opts.batch,
+                       device=self.device, rng=iteration_rng(opts.seed, self.iteration),
+                       batch_gpu=opts.batch_gpu, rank=dist.rank, world_size=dist.world_size,
                        report=self.stats.report)
         if self.select_branch is not None:
             it.branch = self.select_branch(it)
@@ -352,12 +356,12 @@ class TrainingLoop:
             self.augment_pipe.p.copy_(torch.as_tensor(float(self.augment_p(it))))
         it.augment_p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
 
-        per_rank = opts['batch'] // dist.world_size
-        indices = rank_items(self.sampler.next_batch(opts['batch']), dist.rank, dist.world_size)
+        per_rank = opts.batch // dist.world_size
+        indices = rank_items(self.sampler.next_batch(opts.batch), dist.rank, dist.world_size)
         real_img, real_c = load_batch(self.dataset, indices, self.device)
         if self.conditioning is not None:
             real_c = self._item_c(indices).to(self.device, torch.float32)
-        rounds = max(per_rank // opts['batch_gpu'], 1)
+        rounds = max(per_rank // opts.batch_gpu, 1)
 
         for phase in self.phases:
             if self.iteration % phase.interval != 0:
@@ -385,10 +389,10 @@ class TrainingLoop:
         update_ema(self.G_ema, self.G, beta)
         for _, live, twin in self.nets.ema_pairs:
             update_ema(twin, live, beta)
-        self.cur_nimg += opts['batch']
+        self.cur_nimg += opts.batch
         self.iteration += 1
         if self.ada is not None:
-            self.ada.step(opts['batch'], all_reduce=dist.all_reduce_sum)
+            self.ada.step(opts.batch, all_reduce=dist.all_reduce_sum)
 
     def _optimizer_step(self, optimizer, params):
         params = [p for p in params if p.grad is not None]
@@ -404,8 +408,8 @@ class TrainingLoop:
     # -- rendering ------------------------------------------------------------------------------
 
     def grid_latents(self, count=None):
-        count = count or self.opts.get('grid_size', 16)
-        generator = torch.Generator().manual_seed(self.opts['seed'] + 123)
+        count = count or self.opts.grid_size
+        generator = torch.Generator().manual_seed(self.opts.seed + 123)
         z = torch.randn([count, self.G.z_dim], generator=generator).to(self.device)
         items = torch.randint(len(self.dataset), [count], generator=generator).tolist()
         return z, self._item_c(items).to(self.device, torch.float32)
@@ -489,7 +493,7 @@ class TrainingLoop:
             self.log(f'Warning: the run was saved with {len(ranks)} process(es) and resumes with '
                      f'{dist.world_size}; noise and augmentation draws restart from the seed, so '
                      f'the continuation is equivalent but not bit-identical')
-            restart = np.random.SeedSequence([self.opts['seed'], self.iteration])
+            restart = np.random.SeedSequence([self.opts.seed, self.iteration])
             seed_process(int(restart.generate_state(1, np.uint32)[0]), dist)
         if self.ada is not None and all('ada_signs' in r for r in ranks):
             if same_layout:
@@ -524,9 +528,9 @@ class TrainingLoop:
 
     def done(self):
         opts = self.opts
-        if opts.get('iters') is not None and self.iteration >= opts['iters']:
+        if opts.iters is not None and self.iteration >= opts.iters:
             return True
-        return opts.get('kimg') is not None and self.cur_nimg >= opts['kimg'] * 1000
+        return opts.kimg is not None and self.cur_nimg >= opts.kimg * 1000
 
     def _non_finite_weights(self):
         """The first of G, D and G_ema holding a NaN or inf weight, else None (one sync)."""
@@ -553,8 +557,8 @@ class TrainingLoop:
                 f'stays the newest valid snapshot' if self.last_snapshot
                 else 'no snapshot had been written yet')
         return (f'training diverged at iteration {at}: {what}; nothing non-finite was saved and '
-                f'{kept}; try a lower --lr (now {self.opts["lr"]:g}) or a higher --gamma (now '
-                f'{self.opts["gamma"]:g})')
+                f'{kept}; try a lower --lr (now {self.opts.lr:g}) or a higher --gamma (now '
+                f'{self.opts.gamma:g})')
 
     def _tick_callbacks(self, losses):
         """on_tick on every rank; what each returns is logged as <owner>/<key>."""
@@ -577,7 +581,7 @@ class TrainingLoop:
                 save_image_grid(reals, os.path.join(self.run_dir, 'reals.png'), min_width=LEGIBLE_WIDTH)
                 self.save_fakes('fakes_init.png')
 
-        tick_kimg = opts.get('tick', 4)
+        tick_kimg = opts.tick
         start_time = time.time()
         tick_start_time = start_time
         tick_start_nimg = self.cur_nimg
@@ -613,7 +617,7 @@ class TrainingLoop:
                 torch.cuda.reset_peak_memory_stats(self.device)
             diverged = self.divergence(losses)
             entry.update(self._tick_callbacks(losses) if diverged is None else {})
-            snap = opts.get('snap', 50)
+            snap = opts.snap
             snapshot_due = not diverged and (self.done() or bool(snap) and self.tick % snap == 0)
             if snapshot_due:
                 self.gather_rank_states()   # every rank, before rank 0 writes
@@ -675,10 +679,10 @@ class _Progress:
         self.last = time.time()
         opts = loop.opts
         goal = []
-        if opts.get('kimg') is not None:
-            goal.append(f"kimg {loop.cur_nimg / 1000:.3f}/{opts['kimg']:g}")
-        if opts.get('iters') is not None:
-            goal.append(f"iter {loop.iteration}/{opts['iters']}")
+        if opts.kimg is not None:
+            goal.append(f"kimg {loop.cur_nimg / 1000:.3f}/{opts.kimg:g}")
+        if opts.iters is not None:
+            goal.append(f"iter {loop.iteration}/{opts.iters}")
         sys.stderr.write('\r' + '  '.join(goal) + ' ' * 8)
         sys.stderr.flush()
 

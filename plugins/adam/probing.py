@@ -22,6 +22,7 @@ from stylegan2_ada.extensions import Iteration
 from stylegan2_ada.loss import StyleGAN2Loss
 from stylegan2_ada.reparam import REPARAM_LAYERS, get_weight_reparam, set_weight_reparam
 from stylegan2_ada.training_loop import ema_beta, update_ema
+from stylegan2_ada.training_options import TrainingOptions
 
 from .layers import d_layers, g_layers
 from .modulation import KernelModulation
@@ -125,7 +126,7 @@ def _train(run, G, D, mods, iters, log):
                 if p.grad is not None:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
             optimizers[side].step()
-        beta = ema_beta(core, index * batch)
+        beta = ema_beta(TrainingOptions.from_record(core), index * batch)
         with torch.no_grad():
             for ema, live in ema_pairs:
                 update_ema(ema, live, beta)

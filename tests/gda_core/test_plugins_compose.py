@@ -150,7 +150,7 @@ def test_disagreeing_proposals_are_a_conflict_unless_the_user_decides(tiny, tmp_
         prepare(config, manager)
     config['options']['gamma'] = 7.0
     plan = prepare(config, manager)
-    assert plan['opts']['gamma'] == 7.0 and plan['opts']['lr'] == 0.001   # agreeing values are fine
+    assert plan['opts'].gamma == 7.0 and plan['opts'].lr == 0.001   # agreeing values are fine
     assert plan['origin']['lr'] == 'plugin one'
 
 

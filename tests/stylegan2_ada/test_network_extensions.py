@@ -10,6 +10,7 @@ from stylegan2_ada.extensions import Extensions, ParamGroup
 from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.reparam import get_weight_reparam, set_weight_reparam
 from stylegan2_ada.training_config import resolve
+from stylegan2_ada.training_options import TrainingOptions
 from stylegan2_ada.training_loop import TrainingLoop
 
 
@@ -148,7 +149,7 @@ def test_G_ema_gets_the_ema_twin_of_the_reparam():
     data = GrayDataset()
     ext = Extensions(weight_reparam=[{'G.synthesis.b16.conv0': f}],
                      param_groups=[ParamGroup('adafm', f, ema=True)])
-    loop = TrainingLoop('unused', G, D, data, opts, extensions=ext, log=lambda *a: None)
+    loop = TrainingLoop('unused', G, D, data, TrainingOptions(**opts), extensions=ext, log=lambda *a: None)
     twin = get_weight_reparam(loop.G_ema.synthesis.b16.conv0)
     assert get_weight_reparam(G.synthesis.b16.conv0) is f and twin is not f
     assert torch.equal(twin.gamma, f.gamma)

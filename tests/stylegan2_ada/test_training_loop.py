@@ -15,6 +15,7 @@ from stylegan2_ada.extensions import (EXCLUSIVE, Conditioning, ConflictError, DH
 from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.reparam import get_weight_reparam
 from stylegan2_ada.training_config import resolve
+from stylegan2_ada.training_options import TrainingOptions
 from stylegan2_ada.training_loop import (DataSampler, Distributed, TrainingLoop, ema_beta,
                                          iteration_rng)
 
@@ -71,7 +72,7 @@ def options(**overrides):
     opts.update(iters=4, kimg=None, batch_gpu=4, seed=0, aug='noaug', augpipe='bgc', p=None,
                 tick=1000, snap=0, lr=0.0025)
     opts.update(overrides)
-    return opts
+    return TrainingOptions(**opts)
 
 
 def make_loop(tmp_path, ext=None, dataset=None, G=None, D=None, **overrides):
@@ -147,8 +148,8 @@ def test_lazy_regularisation_scales_lr_and_betas(tmp_path):
 
 
 def test_ema_beta_matches_cdc_per_iteration_decay():
-    assert ema_beta(dict(batch=4, ema_kimg=1.25, ema_rampup=None), 0) == pytest.approx(0.5 ** (32 / 10000))
-    ramped = ema_beta(dict(batch=4, ema_kimg=10, ema_rampup=0.05), cur_nimg=1000)
+    assert ema_beta(TrainingOptions(batch=4, ema_kimg=1.25, ema_rampup=None), 0) == pytest.approx(0.5 ** (32 / 10000))
+    ramped = ema_beta(TrainingOptions(batch=4, ema_kimg=10, ema_rampup=0.05), cur_nimg=1000)
     assert ramped == pytest.approx(0.5 ** (4 / 50))
 
 
