@@ -3,7 +3,8 @@
 res 32, z_dim = w_dim = 128, 2 mapping layers, channel_base 4096, channel_max 128, 'skip' G,
 'resnet' D, batch 8, augpipe bgc with p fixed at 0.2, lazy regularisation (R1 gamma
 0.0002 * res^2 / batch every 16 iterations, path length every 4). NVIDIA's own networks and loss
-take about 0.53 s per iteration for it on the 2-core CPU machines (shared/reference/offline.md).
+take about 0.53 s per iteration for it on the 2-core CPU machines (measured once with NVIDIA's
+code; `--nvidia` measures it again).
 
     python benchmarks/train_speed.py                        # ours only
     python benchmarks/train_speed.py --nvidia PATH          # also NVIDIA's code, interleaved
@@ -47,7 +48,7 @@ from stylegan2_ada.training_loop import TrainingLoop
 from stylegan2_ada.training_options import TrainingOptions
 
 RES, BATCH, BLOCK = 32, 8, 16
-NVIDIA_REFERENCE = 0.53   # s/iter, shared/reference/offline.md
+NVIDIA_REFERENCE = 0.53   # s/iter, NVIDIA's own code on this config and machine (measured once)
 CONFIG = ('res 32, z/w 128, 2 mapping layers, channel_base 4096, channel_max 128, skip G, '
           'resnet D, batch 8, bgc p=0.2 fixed, lazy R1 (gamma 0.0002*res^2/batch, every 16) '
           'and path length (every 4)')

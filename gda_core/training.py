@@ -85,7 +85,8 @@ def check_dataset_matches(dataset, G, data_path):
 
 
 def set_mbstd_group(D, group):
-    """Keep D's minibatch-std group within the per-process batch (decisions.md)."""
+    """Keep D's minibatch-std group within the per-process batch (the equivalence rule of
+    docs/resume-and-processes.md)."""
     epilogue = D.b4
     if epilogue.mbstd is not None and epilogue.mbstd.group_size is not None:
         new = min(epilogue.mbstd.group_size, group)

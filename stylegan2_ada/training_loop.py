@@ -78,7 +78,8 @@ class DataSampler:
 def rank_items(batch, rank, world_size):
     """This process's share of a global batch: items rank, rank + K, rank + 2K, ... (NVIDIA's
     InfiniteSampler). Strided, not contiguous: with the default --batch-gpu, K processes then see
-    exactly the minibatch-std groups and path-length samples of one process (decisions.md)."""
+    exactly the minibatch-std groups and path-length samples of one process
+    (docs/resume-and-processes.md, "Equivalence rule")."""
     return batch[rank::world_size]
 
 

@@ -3,7 +3,7 @@
 pairs(z) -> (G_source's images, G_adapted's images) for the same z, both in [-1, 1]. Plain
 networks are rendered as they are (default_pairs, evaluation.default_generate). A snapshot that
 names plugins is rendered through them by the plugin host (gda_core.generate: its latent
-transforms go to the source and the adapted pipeline as decisions.md assigns them), exactly as
+transforms go to the source and the adapted pipeline as docs/hooks.md's `w_transforms` assigns them), exactly as
 `gda generate` and `gda generate --pairs` render it.
 """
 

@@ -1,6 +1,6 @@
 """Multi-process training on CPU (gloo): `--gpus 2` and torchrun give one process's result.
 
-The equivalence rule (decisions.md, README): with the same total --batch and the default
+The equivalence rule (docs/resume-and-processes.md): with the same total --batch and the default
 --batch-gpu, K processes compute what one process computes, up to float rounding, except for
 per-process random draws (noise inputs, augmentation, mixing cut-offs, path-length noise). The
 runs here therefore use a source G without noise inputs, --cfg cifar (no style mixing, no path

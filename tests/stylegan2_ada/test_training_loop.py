@@ -215,7 +215,7 @@ def test_conditional_training_samples_labels_from_data(tmp_path):
 
 
 def test_global_latents_are_split_by_rank(tmp_path):
-    """z is drawn for the global batch from it.rng; each rank takes its strided slice (DEC)."""
+    """z is drawn for the global batch from it.rng; each rank takes its strided slice (docs/resume-and-processes.md)."""
     slices = []
     for rank in (0, 1):
         loop = make_loop(tmp_path)

@@ -2,7 +2,7 @@
 
 inception: features are a fixed linear map of the 4x4 average-pooled image (so a brightness
 shift moves every feature vector by a known amount); no_output_bias gives softmax probabilities
-like NVIDIA's file (or logits with logits=True, as decisions.md describes the convention).
+like NVIDIA's file (or logits with logits=True, as docs/metrics.md describes the convention).
 vgg16: return_features gives a linear map of the pooled image; return_lpips gives per-layer
 channel-normalised conv features scaled so that the squared difference summed is a spatial mean,
 as LPIPS is. Loaded by path from tests (tests import no sibling modules).
