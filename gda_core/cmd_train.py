@@ -30,26 +30,40 @@ class TrainCommand(click.Command):
     def plugin_manager(self):
         return self.manager if self.manager is not None else default_manager()
 
-    def plugin_params(self):
-        """{plugin name: [click.Option]} for every usable plugin; a plugin whose flags clash with
-        core flags is taken out of service (reported by `gda plugins` and --plugin)."""
+    def make_context(self, info_name, args, parent=None, **extra):
+        self.retire_clashing_plugins()   # before click reads the parameters (and --help)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def retire_clashing_plugins(self):
+        """Take out of service each plugin whose option flags clash with core flags or with an
+        earlier plugin's (--plugin then names the clash); once per manager."""
         manager = self.plugin_manager()
-        cache = getattr(self, '_plugin_params', None)
-        if cache is not None and cache[0] is manager and cache[1] == sorted(manager.plugins):
-            return cache[2]
+        if getattr(self, '_retired_for', None) is manager:
+            return
         taken = {decl for param in self.params for decl in getattr(param, 'opts', [])
                  + getattr(param, 'secondary_opts', [])}
-        result = {}
         for name in sorted(manager.plugins):
-            params = [click_option(name, option) for option in manager.plugins[name].options]
-            flags = {decl for param in params for decl in param.opts + param.secondary_opts}
+            flags = {decl for param in self._options_of(name)
+                     for decl in param.opts + param.secondary_opts}
             clash = sorted(flags & taken)
             if clash:
                 manager.mark_broken(name, f'its option flag(s) {", ".join(clash)} clash with '
                                           f'other gda train options')
-                continue
-            taken |= flags
-            result[name] = params
+            taken |= flags if not clash else set()
+        self._retired_for = manager
+
+    def _options_of(self, name):
+        return [click_option(name, option)
+                for option in self.plugin_manager().plugins[name].options]
+
+    def plugin_params(self):
+        """{plugin name: [click.Option]} for every usable plugin (a getter: the clashes were
+        taken out by retire_clashing_plugins)."""
+        manager = self.plugin_manager()
+        cache = getattr(self, '_plugin_params', None)
+        if cache is not None and cache[0] is manager and cache[1] == sorted(manager.plugins):
+            return cache[2]
+        result = {name: self._options_of(name) for name in sorted(manager.plugins)}
         self._plugin_params = (manager, sorted(manager.plugins), result)
         return result
 
@@ -213,4 +227,5 @@ def make_train_command(manager):
     command = copy.copy(train)
     command.manager = manager
     command._plugin_params = None
+    command._retired_for = None
     return command
