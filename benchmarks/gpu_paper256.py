@@ -40,11 +40,13 @@ from gda_core.training import build_networks  # noqa: E402
 from stylegan2_ada.checkpoint import save_snapshot, sha256  # noqa: E402
 from stylegan2_ada.errors import UserError  # noqa: E402
 from stylegan2_ada.training_config import preset  # noqa: E402
+from stylegan2_ada.training_options import TrainingOptions  # noqa: E402
 
 ROOT = adaptation.ROOT
 METRICS = ['fid', 'kid', 'intra_lpips', 'scs']
-PAPER256 = dict(resolution=256, options=dict(preset('paper256', 256), zdim=512, cmax=512))
-TINY = dict(resolution=32, options=dict(preset('paper256', 32), cbase=256, cmax=16, map=2, zdim=16))
+PAPER256 = dict(resolution=256, options=TrainingOptions(**dict(preset('paper256', 256), zdim=512, cmax=512)))
+TINY = dict(resolution=32, options=TrainingOptions(**dict(preset('paper256', 32), cbase=256, cmax=16, map=2,
+                                                     zdim=16)))
 DEFAULT_ITERS = dict(pickle=5000, random=200, tiny=2)   # CDC's length; enough for speed; a dry run
 
 
@@ -55,8 +57,8 @@ def random_source(path, shape, seed=0):
     save_snapshot(path, dict(G=G, D=D, G_ema=G))
     return dict(G_params=sum(p.numel() for p in G.parameters()),
                 D_params=sum(p.numel() for p in D.parameters()), **{
-                    k: shape['options'][k] for k in ('cbase', 'cmax', 'map', 'zdim', 'fmaps', 'mbstd')
-                    if shape['options'].get(k) is not None})
+                    k: getattr(shape['options'], k) for k in ('cbase', 'cmax', 'map', 'zdim', 'fmaps', 'mbstd')
+                    if getattr(shape['options'], k) is not None})
 
 
 def random_target(folder, resolution, count=10, seed=0):
