@@ -12,15 +12,13 @@ weights. Defaults follow the slides' best transfer, G4D2: at 128 px the blocks a
 (the three highest) are frozen in G, and D's first convolution and block.
 """
 
-import torch
-
 from gda_hooks import hookimpl, non_negative, Option, positive
 from gda_core.layer_order import d_layer_order
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy, ParamGroup
 
-from .modulation import FilterModulation, fold_into, slot_name
-from .specific import fresh_seed, reinitialise, specific_prefixes
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
 
 
 @hookimpl
@@ -47,6 +45,8 @@ def options():
 
 def _general_part(run):
     """The frozen G blocks, the modulated layers and their modulations, made once per run."""
+    import torch
+    from .modulation import FilterModulation, slot_name
     ns = run.ns
     if hasattr(ns, 'modulations'):
         return ns
@@ -69,6 +69,7 @@ def _general_part(run):
 
 @hookimpl
 def weight_reparam(run):
+    from .modulation import slot_name
     ns = _general_part(run)
     return {path: ns.modulations[slot_name(path)] for path in ns.paths}
 
@@ -102,6 +103,7 @@ def param_groups(run):
 @hookimpl
 def setup(run):
     """Fresh runs only: the specific part starts from new random values (resume keeps them)."""
+    from .specific import fresh_seed, reinitialise, specific_prefixes
     if run.options['specific'] != 'fresh':
         return
     ns = _general_part(run)
@@ -115,6 +117,7 @@ def setup(run):
 
 @hookimpl
 def fold(run, G):
+    from .modulation import fold_into, slot_name
     ns = _general_part(run)
     for path in ns.paths:
         fold_into(G.get_submodule(path[2:]), ns.modulations[slot_name(path)])

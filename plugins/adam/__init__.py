@@ -11,17 +11,15 @@ modulated, the others are fine-tuned without modulation. `gda export` folds the 
 plain weights. docs/methods.md lists the settings and every deviation from the official code.
 """
 
-import torch
-
-from gda_core import filters
 from gda_hooks import hookimpl, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy, ParamGroup
 
-from . import cache
 from .layers import d_layers, frozen_names, g_layers
-from .modulation import KernelModulation, fold_into, slot_name
-from .probing import _seed, probe
+
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 OFFICIAL = dict(batch=4, lr=0.002, gamma=10, iters=1500, aug='noaug')   # _bash_main_adaptation.sh
 
@@ -53,6 +51,10 @@ def propose_defaults():
 
 def _modules(run):
     """This run's modulations, one per modulated layer, built once (ModuleDicts per side)."""
+    import torch
+    from gda_core import filters
+    from .modulation import KernelModulation, slot_name
+    from .probing import _seed
     ns = run.ns
     if not hasattr(ns, 'g_mods'):
         if run.mode != 'generate' and run.G_s is None:
@@ -74,6 +76,7 @@ def _modules(run):
 
 
 def _module(ns, path):
+    from .modulation import slot_name
     return (ns.g_mods if path.startswith('G.') else ns.d_mods)[slot_name(path)]
 
 
@@ -113,6 +116,7 @@ def _settings(run):
 def importance(units, fisher):
     """{unit: per-filter importance} from the probed Fisher: mean(F_u) + F_v, averaged with the
     bias's Fisher where the official code counts it (gda_core.filters.importance)."""
+    from gda_core import filters
     scores = {}
     for unit in units:
         row = fisher[f'{unit.layer}.u'].mean() + fisher[f'{unit.layer}.v']
@@ -122,11 +126,13 @@ def importance(units, fisher):
 
 def decide(scores, q):
     """{unit: keep mask}: importance strictly above the pool's q-th percentile (official)."""
+    from gda_core import filters
     cut = filters.cuts(scores, q)
     return {unit: score > cut[unit.pool] for unit, score in scores.items()}
 
 
 def _apply(run, keep):
+    import torch
     ns = _modules(run)
     for unit in ns.units:
         module = _module(ns, unit.layer)
@@ -138,6 +144,8 @@ def _apply(run, keep):
 @hookimpl
 def setup(run):
     """Importance probing (or its cached result), then the keep/fine-tune partition."""
+    from . import cache
+    from .probing import probe
     ns = _modules(run)
     key = cache.probe_key(run, _settings(run))
     fisher = cache.load(key) if run.options['cache'] else None
@@ -169,6 +177,7 @@ def state_dict(run):
 
 @hookimpl
 def load_state_dict(run, state):
+    import torch
     ns = _modules(run)
     ns.key, ns.cached = state['probe_key'], state['cached']
     ns.importance = {layer: torch.as_tensor(v) for layer, v in state['importance'].items()}
@@ -178,6 +187,7 @@ def load_state_dict(run, state):
 
 @hookimpl
 def fold(run, G):
+    from .modulation import fold_into
     ns = _modules(run)
     for path in ns.g_paths:
         fold_into(G.get_submodule(path.split('.', 1)[1]), _module(ns, path))

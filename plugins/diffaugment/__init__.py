@@ -9,7 +9,10 @@ method's proposals), so it composes with any method: `--plugin genda --plugin di
 
 from gda_hooks import Option, hookimpl
 
-from .augment import POLICIES, DiffAugment, parse_policy
+from .policy import POLICIES, parse_policy
+
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
 
 
 def _check_policy(value):
@@ -26,4 +29,5 @@ def options():
 
 @hookimpl
 def augmentations(run):
+    from .augment import DiffAugment
     return [DiffAugment(run.options['policy'])]

@@ -9,7 +9,7 @@ differentiable with respect to the images, so G learns through them.
 
 import torch
 
-POLICIES = ('color', 'translation', 'cutout')
+from .policy import POLICIES, parse_policy  # noqa: F401  (POLICIES re-exported)
 
 
 def _uniform(x, low, high):
@@ -53,17 +53,7 @@ def cutout(x, ratio=0.5):
     return x * (~hole).unsqueeze(1).to(x.dtype)
 
 
-OPS = dict(color=color, translation=translation, cutout=cutout)
-
-
-def parse_policy(policy):
-    """'color,translation,cutout' -> a tuple of names; ValueError naming what is unknown."""
-    names = tuple(name.strip() for name in policy.split(',') if name.strip())
-    unknown = [name for name in names if name not in OPS]
-    if unknown:
-        raise ValueError(f'unknown DiffAugment op(s) {", ".join(unknown)}; '
-                         f'choose from {", ".join(POLICIES)}')
-    return names
+OPS = dict(color=color, translation=translation, cutout=cutout)   # keyed by POLICIES
 
 
 class DiffAugment:

@@ -14,16 +14,13 @@ in the snapshot; `gda generate` conditions on mixups of bank entries (few-shot) 
 Gaussian mixture fitted to the bank (`--disp-infer gmm`).
 """
 
-import numpy as np
-import torch
-
 from gda_hooks import hookimpl, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import Conditioning, DHead, FreezePolicy, ParamGroup
 
-from .prior import centring, extract, feature_dim, fit_gmm, mixup, sample_gmm
-from .projection import FEATURE, ProjectionHead, hinge_loss
-from .steering import fold_centring, fold_into, for_mapping
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 FC0 = 'G.mapping.fc0'
 
@@ -45,6 +42,7 @@ def _c_dim(run):
     """The prior's width. A network already conditioned by disp (resume, generate) says it; a
     fresh run asks the extractor, loading it now so that a missing file stops the run before any
     work."""
+    from .prior import feature_dim
     if run.mode != 'train' and run.G.c_dim > 0:
         return run.G.c_dim
     if run.mode == 'generate':
@@ -66,6 +64,7 @@ def _bank(run):
 
 @hookimpl
 def conditioning(run):
+    from .prior import mixup, sample_gmm
     def centred(c):
         mean, scale = run.ns.centre
         return (c - mean.to(c.device)) / scale.to(c.device)
@@ -91,6 +90,7 @@ def freeze_policy(run):
 
 
 def _head(run):
+    from .projection import ProjectionHead
     if getattr(run.ns, 'head', None) is None:
         run.ns.head = ProjectionHead(_c_dim(run), run.D.b4.fc.out_features)
     return run.ns.head
@@ -98,12 +98,14 @@ def _head(run):
 
 @hookimpl
 def d_heads(run):
+    from .projection import FEATURE
     if run.mode == 'generate':
         return []   # D plays no part in generation
     return [DHead('projection', _head(run), mode='add', features=(FEATURE,))]
 
 
 def _columns(run):
+    from .steering import for_mapping
     if getattr(run.ns, 'columns', None) is None:
         run.ns.columns = for_mapping(run.G.mapping)
     return run.ns.columns
@@ -124,12 +126,15 @@ def param_groups(run):
 
 @hookimpl
 def adv_loss(run):
+    from .projection import hinge_loss
     return hinge_loss
 
 
 @hookimpl
 def setup(run):
     """The prior bank C(x_j) of every raw (unflipped) target image, and the GMM if asked for."""
+    import numpy as np
+    from .prior import centring, extract, fit_gmm
     images = np.stack([run.dataset.raw_image(i) for i in range(len(run.dataset))])
     run.ns.bank = extract(run.ns.extractor, images, run.device)
     run.ns.centre = centring(run.ns.bank)
@@ -145,6 +150,8 @@ def state_dict(run):
 
 @hookimpl
 def load_state_dict(run, state):
+    import torch
+    from .prior import centring, fit_gmm
     bank = torch.as_tensor(state['bank'], dtype=torch.float32)
     if bank.ndim != 2 or bank.shape[1] != run.G.c_dim:
         raise UserError(f'the saved disp prior bank has shape {list(bank.shape)}, but G is '
@@ -161,6 +168,7 @@ def load_state_dict(run, state):
 def fold(run, G):
     """The prior columns' offset goes into fc0 (NVIDIA's plain conditional generator); what G
     cannot hold is the prior bank (and the GMM), which export writes beside it."""
+    from .steering import fold_centring, fold_into
     fold_into(G.mapping.fc0, _columns(run))
     fold_centring(G.mapping.embed, *run.ns.centre)
     return dict(prior_bank=_bank(run).detach().cpu(), infer=run.options['infer'],

@@ -12,14 +12,12 @@ objective. The Fisher is estimated once at the start of a fresh run and saved in
 import math
 import zlib
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 from gda_hooks import hookimpl, non_negative, Option, positive
 from stylegan2_ada.errors import UserError
 
-from .fisher import empirical_fisher, ewc_penalty
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 DEFAULT_LAMBDA = 1e4   # chosen by a sweep at our scale (README section): lambda * mean(F) ~ 0.2-0.4
 
@@ -42,12 +40,14 @@ def _matched_names(G, G_s):
 
 
 def _seed(seed):
+    import numpy as np
     state = np.random.SeedSequence([int(seed), zlib.crc32(b'ewc')]).generate_state(1, np.uint64)
     return int(state[0]) >> 1
 
 
 @hookimpl
 def g_loss_terms(run):
+    from .fisher import ewc_penalty
     if run.mode == 'generate':
         return []
     if run.G_s is None:
@@ -64,6 +64,7 @@ def g_loss_terms(run):
 def _pairs(run):
     """(live G parameter, its source value, its Fisher) for every penalised parameter, made once
     the Fisher exists (after setup or load_state_dict)."""
+    import torch
     ns = run.ns
     if getattr(ns, 'pairs', None) is None:
         if getattr(ns, 'fisher', None) is None:
@@ -84,6 +85,10 @@ def setup(run):
     G_s renders without the run's plugins (no conditioning, transforms or reparams): the Fisher
     describes the source model, whatever the plugin order, and D is scored by its own output layer.
     """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from .fisher import empirical_fisher
     G_s, D = run.G_s, run.D
     names = _matched_names(run.G, G_s)
     params = [G_s.get_parameter(name) for name in names]
@@ -126,6 +131,7 @@ def state_dict(run):
 
 @hookimpl
 def load_state_dict(run, state):
+    import torch
     if run.mode == 'generate':
         return   # the Fisher only shapes training
     run.ns.fisher = {name: torch.as_tensor(value).to(run.device)

@@ -8,7 +8,12 @@ G and D stay frozen except for two lightweight modules and G's last ToRGB layer:
 Training truncates the latents towards the source's w_avg (psi 0.7, training only), ramps the
 StyleGAN2-ADA augmentation probability linearly from 0 to 0.6 (the ADA controller is off) and
 stops after a fixed number of real images. The paper's learning rates and that number were lost
+
 from our copy of the text: the defaults here come from a sweep (benchmarks/genda_sweep.py).
+
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 Composes with diffaugment (`--plugin genda --plugin diffaugment`: DiffAugment runs before the ADA
 pipe). The adaptor folds into the affine layers, so `gda export` writes a plain generator.
@@ -18,8 +23,6 @@ from gda_hooks import hookimpl, Option, positive, probability
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import DHead, FreezePolicy, ParamGroup, WTransform
 
-from .adaptor import AttributeAdaptor, Truncation, fold_adaptor
-from .classifier import FEATURE, AttributeClassifier
 
 # Chosen by the sweep in benchmarks/genda_sweep.py (results/genda_sweep.md): the classifier must
 # learn ~100x faster than the adaptor, and KID gains flatten after 2 kimg while diversity drops.
@@ -54,6 +57,8 @@ def propose_defaults():
 
 def _modules(run):
     """The adaptor, truncation and classifier of this run, built once."""
+    from .adaptor import AttributeAdaptor, Truncation
+    from .classifier import AttributeClassifier
     ns = run.ns
     if not hasattr(ns, 'adaptor'):
         if run.mode != 'generate' and run.G_s is None:
@@ -88,6 +93,7 @@ def param_groups(run):
 
 @hookimpl
 def d_heads(run):
+    from .classifier import FEATURE
     ns = _modules(run)
     if ns.classifier is None:
         return []
@@ -130,5 +136,6 @@ def augment_p(run):
 
 @hookimpl
 def fold(run, G):
+    from .adaptor import fold_adaptor
     adaptor = _modules(run).adaptor
     fold_adaptor(G, adaptor.a.detach(), adaptor.b.detach())

@@ -13,8 +13,11 @@ The paper's full method adds the patch discriminator and anchors: --plugin idc -
 
 from gda_hooks import Option, hookimpl, positive
 
-from .distance import DIRECTIONS
-from .term import AUTO, DistanceConsistencyTerm
+from .choices import AUTO, DIRECTIONS
+
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 # CDC's 256-px training setting (official code and paper), proposed as core defaults.
 CDC_DEFAULTS = {'batch': 4, 'lr': 0.002, 'gamma': 10.0}
@@ -58,6 +61,7 @@ def propose_defaults():
 
 @hookimpl
 def g_loss_terms(run):
+    from .term import DistanceConsistencyTerm
     if run.mode == 'generate':
         return []   # a training loss only; gda generate and export need nothing from it
     return [DistanceConsistencyTerm(run)]

@@ -9,9 +9,7 @@ can be checked by hand.
 import torch
 import torch.nn.functional as F
 
-# 'official': KL(p_source || p_target), what the official code computes (KLDivLoss(log p_t, p_s)).
-# 'paper': KL(p_target || p_source), the order written in the paper's equation 3.
-DIRECTIONS = ('official', 'paper')
+from .choices import DIRECTIONS
 
 
 def pick_layers(layers, n, rng):

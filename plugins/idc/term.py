@@ -5,9 +5,8 @@ import torch
 
 from stylegan2_ada.errors import UserError
 
+from .choices import AUTO
 from .distance import distance_consistency, pick_layers
-
-AUTO = 'auto'
 
 
 def resolve_layers(spec, layer_names):

@@ -16,8 +16,12 @@ from gda_hooks import Option, hookimpl, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import DHead, ParamGroup
 
-from .head import AUTO, PatchHead, block_channels, candidate_blocks
+from .choices import AUTO
 from .schedule import PATCH, AnchorSampler, BranchSchedule
+
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 CDC_DEFAULTS = {'batch': 4, 'lr': 0.002, 'gamma': 10.0}
 
@@ -58,6 +62,7 @@ def propose_defaults():
 
 def _head(run):
     """The patch head, built once per run and shared by d_heads and param_groups."""
+    from .head import PatchHead, block_channels, candidate_blocks
     if getattr(run.ns, 'head', None) is None:
         if run.D is None:
             raise UserError('this snapshot holds no discriminator, which the patch head sits on')

@@ -10,7 +10,7 @@ import torch
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.layers import Conv2dLayer
 
-AUTO = 'auto'
+from .choices import AUTO
 MIN_SIZE = 8   # the default map is never smaller than 8x8
 
 

@@ -10,15 +10,13 @@ zero), the most important frozen, the rest fine-tuned. Freezing is a per-filter 
 and every deviation from the official code.
 """
 
-import torch
-
-from gda_core import filters
 from gda_hooks import hookimpl, non_negative, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy
 
-from . import estimate, partition
-from .masks import GradientMasks
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 # README, FFHQ -> Babies; ema_kimg 0.625 is the official EMA decay 0.5^(32/10000) per iteration at
 # batch 2; the official commands train without augmentation.
@@ -70,6 +68,8 @@ def _hooked(run):
 
 def _state(run):
     """The run's units, masks and partition, made once (hooks registered on first use)."""
+    from gda_core import filters
+    from .masks import GradientMasks
     ns = run.ns
     if not hasattr(ns, 'units'):
         if run.G_s is None:
@@ -88,6 +88,8 @@ def _state(run):
 
 def _refresh_masks(run):
     """Warm-up: every hooked gradient is zero. After: unit rows by state, the rest untouched."""
+    import torch
+    from . import partition
     ns = run.ns
     if ns.states is None:
         ns.masks.masks = {name: torch.zeros([], device=p.device) for name, p in ns.params.items()}
@@ -122,6 +124,7 @@ def _due(run, index):
 
 def repartition(run, index):
     """Estimate the Fisher, take the new partition, zero the newly pruned filters everywhere."""
+    from . import estimate, partition
     ns = run.ns
     samples = run.options['fisher_batches'] * int(run.core['batch'])
     states = None
@@ -146,6 +149,7 @@ def repartition(run, index):
 @hookimpl
 def g_loss_terms(run):
     """The schedule rides on the once-per-iteration G term call (it adds no loss)."""
+    from . import partition
     if run.mode == 'generate':
         return []
     ns = _state(run)
@@ -169,6 +173,7 @@ def state_dict(run):
 
 @hookimpl
 def load_state_dict(run, state):
+    import torch
     if run.mode == 'generate':
         return   # pruned filters are zeros in the weights; the rest only shapes training
     ns = _state(run)

@@ -18,15 +18,16 @@ independent z, a bug).
 import sys
 
 import click
-import torch
 
 from gda_hooks import hookimpl, non_negative, NotFoldable, Option, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import WTransform
 
-from . import correlation, inversion
 from .command import invert
-from .compression import LatentCompression, paper_alphas
+
+# torch and the modules that need it are imported inside the hooks: `gda --help`, `gda plugins`
+# and the options of `gda train --help` load this plugin without loading torch.
+
 
 PRESETS = {   # scc weight, dcc weight, dcc every, official layer choice
     'paper': (1.0, 1.0, 1, False),
@@ -115,6 +116,7 @@ def settings(options):
 
 def alphas_for(options, num_ws):
     """The per-entry strengths, or None when compression is off."""
+    from .compression import paper_alphas
     text = options['alphas']
     if text == 'none':
         return None
@@ -129,6 +131,7 @@ def alphas_for(options, num_ws):
 
 def _compression(run):
     """The run's LatentCompression (built once per run), or None when compression is off."""
+    from .compression import LatentCompression
     if not hasattr(run.ns, 'compression'):
         alphas = alphas_for(run.options, run.G.num_ws)
         run.ns.compression = LatentCompression(alphas) if alphas is not None else None
@@ -137,6 +140,7 @@ def _compression(run):
 
 @hookimpl
 def w_transforms(run):
+    from . import inversion
     if run.mode != 'generate' and run.G_s is None:
         raise UserError('rssa aligns the adapted generator with its source; give --source')
     if run.options['dcc_center'] == 'anchors':
@@ -155,6 +159,8 @@ def w_transforms(run):
 
 @hookimpl
 def g_loss_terms(run):
+    import torch
+    from . import correlation
     chosen = settings(run.options)
     options = run.options
     names = run.G.synthesis.layer_names
@@ -201,6 +207,8 @@ def g_loss_terms(run):
 
 @hookimpl
 def setup(run):
+    import torch
+    from . import inversion
     compression = _compression(run)
     if compression is None or compression.codes is not None:   # off, or codes from --rssa-codes
         return
@@ -230,6 +238,7 @@ def state_dict(run):
 
 @hookimpl
 def load_state_dict(run, state):
+    import torch
     compression = _compression(run)
     if compression is None:
         return

@@ -7,13 +7,12 @@ passing `--rssa-codes FILE` skips that (and lets several runs share one inversio
 import sys
 
 import click
-import numpy as np
 
-import stylegan2_ada
-from stylegan2_ada.dataset import ImageFolderDataset
+import stylegan2_ada   # cheap: stylegan2_ada.load imports torch on first use
 from stylegan2_ada.errors import UserError
 
-from . import inversion
+# numpy, torch and the modules that need them are imported inside the functions: registering
+# this command (every `gda` start) must not load them.
 
 
 def source_generator(network, device):
@@ -26,6 +25,8 @@ def source_generator(network, device):
 
 def raw_images(path):
     """Every image of a dataset folder or zip as uint8 [n, C, H, W] (no mirroring)."""
+    import numpy as np
+    from stylegan2_ada.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(path, use_labels=False, xflip=False)
     return dataset, np.stack([dataset[i][0] for i in range(len(dataset))])
 
@@ -52,6 +53,7 @@ def invert(network, data, out, steps, lr, lpips, vgg16, batch, seed, device):
       gda invert --network ffhq256 --data sketches.zip --out sketches-codes.npz
       gda train --source ffhq256 --data sketches.zip --plugin rssa --rssa-codes sketches-codes.npz
     """
+    from . import inversion
     G, origin = source_generator(network, device)
     dataset, images = raw_images(data)
     if vgg16 is not None and lpips == 'off':

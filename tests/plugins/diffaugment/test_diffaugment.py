@@ -126,3 +126,10 @@ def test_a_bad_policy_is_a_usage_error(tiny, tmp_path):
 def test_it_proposes_no_core_defaults():
     # So that it composes with any method's proposals (docs/hooks.md).
     assert not hasattr(diffaugment, 'propose_defaults')
+
+
+def test_the_torch_free_policy_names_are_exactly_the_ops():
+    from gda_plugins.diffaugment import policy
+    assert tuple(augment.OPS) == policy.POLICIES
+    with pytest.raises(ValueError, match='choose from color, translation, cutout'):
+        policy.parse_policy('color,zoom')
