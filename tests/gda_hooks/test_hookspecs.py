@@ -4,6 +4,7 @@ import ast
 import dataclasses
 import inspect
 import pathlib
+import re
 
 from gda_core.composition import CONSTRUCTION, LIFECYCLE_FIELDS
 from gda_hooks import specs
@@ -42,3 +43,28 @@ def test_every_hook_documents_when_what_and_how():
         assert doc and len(doc.split()) >= 15, f'{name} needs a docstring saying when, what, how'
         signature = inspect.signature(getattr(specs, name))
         assert signature.return_annotation is not inspect.Signature.empty, f'{name} is untyped'
+
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / 'docs'
+
+
+def table_first_cells(path, heading):
+    """The first cells of the first table under `heading` in a markdown file."""
+    lines = path.read_text().split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('|'))
+    rows = []
+    for line in lines[start + 2:]:   # past the header and its |---| line
+        if not line.startswith('|'):
+            break
+        rows.append(line.split('|')[1].strip())
+    return rows
+
+
+def test_the_hook_tables_of_the_docs_list_the_hooks_of_specs():
+    """hooks/specs.py is the one list of hooks; the docs' tables follow it."""
+    glance = [re.match(r'`(\w+)\(', cell).group(1)
+              for cell in table_first_cells(DOCS / 'plugins.md', '## Hooks at a glance')]
+    assert glance == specs.HOOK_NAMES
+    names = {name for cell in table_first_cells(DOCS / 'hooks.md', '## 1. The methods')
+             for name in re.findall(r'`(\w+)`', cell)}
+    assert names == set(specs.HOOK_NAMES) - {'options'}   # every plugin has options: left out
