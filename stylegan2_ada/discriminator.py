@@ -14,6 +14,8 @@ from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork, _check_sha
 from .ops import upfirdn2d
 from .persistence import persistent_class
 
+LAYER_NAMES = ('fromrgb', 'conv0', 'conv1', 'skip')   # a block's layers in creation order
+
 
 @persistent_class
 class DiscriminatorBlock(torch.nn.Module):
@@ -209,6 +211,24 @@ class Discriminator(torch.nn.Module):
         self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4,
                                         **epilogue_kwargs, **common_kwargs)
         self.feature_names = [f'b{res}' for res in self.block_resolutions] + ['b4.conv', 'b4.fc']
+
+    def layer_order(self):
+        """['b256.fromrgb', 'b256.conv0', 'b256.conv1', 'b256.skip', 'b128.conv0', ...]: D's
+        layers in NVIDIA's `freeze_layers` counting, the order Freeze-D and AdaFM count in.
+
+        NVIDIA numbers the layers across blocks from the highest resolution, in creation order
+        within a block: fromrgb (when present), conv0, conv1, skip (resnet); the epilogue (b4) is
+        not counted.
+        """
+        order = []
+        for res in self.block_resolutions:
+            block = getattr(self, f'b{res}')
+            names = [f'b{res}.{name}' for name in LAYER_NAMES if hasattr(block, name)]
+            if block.first_layer_idx != len(order) or block.num_layers != len(names):
+                raise ValueError(f'D block b{res} does not follow NVIDIA\'s layer counting '
+                                 f'(first index {block.first_layer_idx}, {block.num_layers} layers)')
+            order += names
+        return order
 
     def forward(self, img, c, return_features=False, **block_kwargs):
         _check_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution],

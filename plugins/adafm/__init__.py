@@ -13,7 +13,6 @@ weights. Defaults follow the slides' best transfer, G4D2: at 128 px the blocks a
 """
 
 from gda_hooks import hookimpl, non_negative, Option, positive
-from gda_core.layer_order import d_layer_order
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy, ParamGroup
 
@@ -84,7 +83,7 @@ def freeze_policy(run):
     ns = _general_part(run)
     prefixes = [f'G.synthesis.b{res}.' for res in ns.frozen_blocks]
     count = run.options['d_layers']
-    order = d_layer_order(run.D)
+    order = run.D.layer_order()
     if count > len(order):
         raise UserError(f'--adafm-d-layers {count}: this D has {len(order)} layers '
                         f'({order[0]} ... {order[-1]})')

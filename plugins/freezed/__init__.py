@@ -11,7 +11,6 @@ layout either way.
 """
 
 from gda_hooks import hookimpl, non_negative, Option
-from gda_core.layer_order import d_layer_order
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy
 
@@ -26,7 +25,7 @@ def feature_loc_frozen(D):
     every fromrgb is frozen (FreezeD's from_rgb is not in `progression`).
     """
     trained = {f'b{4 * 2 ** k}' for k in range(1, FEATURE_LOC)}
-    return [path for path in d_layer_order(D)
+    return [path for path in D.layer_order()
             if path.endswith('.fromrgb') or path.split('.')[0] not in trained]
 
 
@@ -41,7 +40,7 @@ def options():
 @hookimpl
 def freeze_policy(run):
     count = run.options['layers']
-    order = d_layer_order(run.D)
+    order = run.D.layer_order()
     if count is None:
         paths = feature_loc_frozen(run.D)
     elif count > len(order):

@@ -9,7 +9,6 @@ from click.testing import CliRunner
 
 import stylegan2_ada
 from gda_core.cli import main
-from gda_core.layer_order import d_layer_order
 from stylegan2_ada.networks import Discriminator
 
 _spec = importlib.util.spec_from_file_location(
@@ -21,7 +20,7 @@ tiny = HP.tiny_fixture()
 
 @pytest.mark.parametrize('architecture', ['resnet', 'skip', 'orig'])
 def test_layer_order_is_nvidias_freeze_layers_counting(architecture):
-    order = d_layer_order(Discriminator(0, 32, 3, architecture=architecture, channel_base=256, channel_max=16))
+    order = Discriminator(0, 32, 3, architecture=architecture, channel_base=256, channel_max=16).layer_order()
     for count in range(len(order) + 1):
         # NVIDIA's own Freeze-D (block_kwargs freeze_layers) stores exactly those layers as buffers.
         D = Discriminator(0, 32, 3, architecture=architecture, channel_base=256, channel_max=16,
@@ -70,7 +69,7 @@ def test_default_freezes_what_freezed_feature_loc_3_freezes(resolution, nvidia_c
     from plugins.freezed import feature_loc_frozen
     D = Discriminator(0, resolution, 3, channel_base=4096, channel_max=2)
     frozen = feature_loc_frozen(D)
-    assert frozen == d_layer_order(D)[:nvidia_count]
+    assert frozen == D.layer_order()[:nvidia_count]
     assert not any(path.startswith(('b16.', 'b8.', 'b4.')) for path in frozen)
 
 
