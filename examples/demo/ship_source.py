@@ -5,7 +5,8 @@ G_ema); optimiser states, the live G, the augmentation pipe and the loop state s
 keeps the shipped file about a third of the snapshot's size. What was kept, and from which run,
 goes to source_model.json beside it.
 
-    python examples/demo/ship_source.py /work/demo-train/runs/00003-demo-source/network-snapshot-000120.pkl
+    python examples/demo/ship_source.py /work/source-train/runs/00001-demo-source/network-snapshot-000120.pkl \
+        --diversity /work/source-train/diversity.jsonl
 """
 
 import argparse
@@ -20,7 +21,7 @@ from stylegan2_ada.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIP = os.path.join(REPO, 'gda_core', 'demo_data')
-MODEL = 'source-noto-faces-32.pkl'
+MODEL = 'source-noto-emoji-32.pkl'
 
 
 def chain(snapshot):
@@ -37,6 +38,17 @@ def chain(snapshot):
     return runs
 
 
+def diversity_of(snapshot, log_path):
+    """The snapshot's record in a source_diversity.py log (None if it has none)."""
+    if not log_path:
+        return None
+    if not os.path.isfile(log_path):
+        raise UserError(f'{log_path} does not exist; run examples/demo/train_source.sh WORKDIR --status first')
+    name = os.path.basename(snapshot)
+    records = [json.loads(line) for line in open(log_path) if line.strip()]
+    return next((record for record in records if record.get('snapshot') == name), None)
+
+
 def slim(snapshot, dest):
     """Write G_ema and D (and the training-set kwargs) of `snapshot` to `dest`; return a record."""
     data = stylegan2_ada.load(snapshot)
@@ -50,16 +62,20 @@ def slim(snapshot, dest):
     return dict(file=os.path.basename(dest), sha256=digest, snapshot=os.path.basename(snapshot),
                 kimg=loop.get('cur_nimg', 0) / 1000, iteration=loop.get('iteration'),
                 G_kwargs=data['G_ema'].init_kwargs, runs=chain(snapshot),
-                trained_on='noto-faces-32.zip (examples/demo/make_demo_data.py), see provenance.json')
+                trained_on='noto-emoji-32.zip (examples/demo/make_demo_data.py), see provenance.json')
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('snapshot')
     parser.add_argument('--ship', default=SHIP, help='destination folder (default: gda_core/demo_data)')
+    parser.add_argument('--diversity', help='source_diversity.py log whose record of this snapshot to keep')
     args = parser.parse_args(argv)
     try:
+        diversity = diversity_of(args.snapshot, args.diversity)
         record = slim(args.snapshot, os.path.join(args.ship, MODEL))
+        if diversity:
+            record['diversity'] = diversity
     except UserError as error:
         print(f'Error: {error}', file=sys.stderr)
         return 2

@@ -43,10 +43,15 @@ def test_slim_keeps_g_ema_and_d_and_fine_tuning_accepts_it(tmp_path):
     G_ema, D = tiny_snapshot(run / 'network-snapshot-000012.pkl')
     ship = tmp_path / 'ship'
     ship.mkdir()
-    assert load_script().main([str(run / 'network-snapshot-000012.pkl'), '--ship', str(ship)]) == 0
+    diversity = tmp_path / 'diversity.jsonl'
+    diversity.write_text(json.dumps(dict(snapshot='network-snapshot-000008.pkl', ratio=0.5)) + '\n'
+                         + json.dumps(dict(snapshot='network-snapshot-000012.pkl', ratio=0.9)) + '\n')
+    assert load_script().main([str(run / 'network-snapshot-000012.pkl'), '--ship', str(ship),
+                               '--diversity', str(diversity)]) == 0
 
-    model = ship / 'source-noto-faces-32.pkl'
+    model = ship / 'source-noto-emoji-32.pkl'
     record = json.loads((ship / 'source_model.json').read_text())
+    assert record['diversity'] == dict(snapshot='network-snapshot-000012.pkl', ratio=0.9)
     assert record['sha256'] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert (record['kimg'], record['iteration']) == (12, 1500)
     assert record['runs'] == [dict(run='00000-demo-source', source='none', options=dict(batch=8))]
