@@ -35,13 +35,21 @@ class StandInVGG(torch.nn.Module):
         return pooled.flatten(1)
 
 
+def protocol(root, targets=6):
+    """A tiny source, target and held-out set under root, and the benchmark arguments that name
+    them with the smallest metric budgets."""
+    source = HP.write_source(root / 'source.pkl')
+    target = HP.write_images(root / 'target', count=targets)
+    heldout = HP.write_images(root / 'heldout', count=8, seed=1)
+    return ['--source', source, '--target', target, '--heldout', heldout, '--seeds', '0',
+            '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process',
+            '--workdir', str(root / 'work'), '--out', str(root / 'out')]
+
+
 @pytest.fixture(scope='module')
 def smoke(tmp_path_factory):
     """One shortened benchmark over every configuration (2 iterations each), run once."""
     root = tmp_path_factory.mktemp('bench')
-    source = HP.write_source(root / 'source.pkl')
-    target = HP.write_images(root / 'target', count=6)
-    heldout = HP.write_images(root / 'heldout', count=8, seed=1)
     vgg = root / 'vgg16-standin.pt'
     with warnings.catch_warnings():   # torch 2.13 deprecates TorchScript; NVIDIA's files are TorchScript
         warnings.simplefilter('ignore', DeprecationWarning)
@@ -49,10 +57,7 @@ def smoke(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv('GDA_CACHE_DIR', str(root / 'cache'))
         mp.setenv('GDA_VGG16', str(vgg))
-        result = CliRunner().invoke(AD.main, [
-            '--source', source, '--data', target, '--heldout', str(heldout), '--iters', '2', '--seeds', '0',
-            '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process', '--smoke',
-            '--workdir', str(root / 'work'), '--out', str(root / 'out')])
+        result = CliRunner().invoke(AD.main, protocol(root) + ['--iters', '2', '--smoke'])
     return root, result
 
 
@@ -95,15 +100,9 @@ def test_every_configuration_trains_and_gets_every_metric(smoke):
 def curves_run(tmp_path_factory):
     """baseline for 4 iterations scored every 2, with paired sets (correspondence); run twice."""
     root = tmp_path_factory.mktemp('curves')
-    source = HP.write_source(root / 'source.pkl')
-    target = HP.write_images(root / 'target', count=4)
-    heldout = HP.write_images(root / 'heldout', count=8, seed=1)
     paired_a, paired_b = HP.write_images(root / 'pa', count=6, seed=2), HP.write_images(root / 'pb', count=6, seed=3)
-    args = ['--source', source, '--target', target, '--heldout', heldout, '--configs', 'baseline',
-            '--iters', '4', '--eval-every', '2', '--seeds', '0', '--pairs', f'{paired_a},{paired_b}',
-            '--source-data', paired_a,
-            '--num-gen', '12', '--num-pairs', '4', '--detector-steps', '2', '--in-process',
-            '--workdir', str(root / 'work'), '--out', str(root / 'out')]
+    args = protocol(root, targets=4) + ['--configs', 'baseline', '--iters', '4', '--eval-every', '2',
+                                        '--pairs', f'{paired_a},{paired_b}', '--source-data', paired_a]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv('GDA_CACHE_DIR', str(root / 'cache'))
         first = CliRunner().invoke(AD.main, args)
