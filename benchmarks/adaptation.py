@@ -433,12 +433,15 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
 
     jobs_list = [(config, seed) for config, status, _ in planned if status == 'run' for seed in seeds]
     inversion = {}
-    for target_data in sorted({data_of(config) for config, _ in jobs_list if 'rssa' in config.plugins}):
+
+    def invert(target_data):
+        """rssa's codes of one target set (once for every rssa row on it)."""
         codes, inversion[target_data] = runs.invert_targets(opts, target_data, log)
         if codes is None:
             log(f'rssa: the inversion failed ({inversion[target_data]["status"]}); the rssa rows invert by themselves')
         else:
             opts['rssa_codes'][target_data] = codes
+
     records = []
     command = command_line(click.get_current_context())
 
@@ -477,19 +480,20 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
         records.append(record)
         save()
 
-    def run(config, seed):
+    def run(config, seed, pending):
+        if 'rssa' in config.plugins:
+            pending[data_of(config)].result()   # its targets' inversion
+        log(f'Training {config.name} (seed {seed}, {iters} iterations, scored every {eval_every}) ...')
         return runs.train_one(config, seed, opts, lambda snapshot, s: scored(snapshot, s, config))
 
-    if jobs > 1:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(jobs) as pool:
-            futures = [pool.submit(run, config, seed) for config, seed in jobs_list]
-            for future in futures:
-                finish(future.result())
-    else:
-        for config, seed in jobs_list:
-            log(f'Training {config.name} (seed {seed}, {iters} iterations, scored every {eval_every}) ...')
-            finish(run(config, seed))
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(jobs) as pool:
+        # The inversions first, the rssa rows last: with --jobs 2 the other rows train meanwhile.
+        pending = {target_data: pool.submit(invert, target_data) for target_data in
+                   sorted({data_of(config) for config, _ in jobs_list if 'rssa' in config.plugins})}
+        ordered = sorted(jobs_list, key=lambda job: 'rssa' in job[0].plugins)
+        for future in [pool.submit(run, config, seed, pending) for config, seed in ordered]:
+            finish(future.result())
 
     result = save()
     click.echo(report.markdown(result))
