@@ -1,5 +1,5 @@
-"""`gda train` with neither --source nor --data: adapt the bundled demo source (Noto Emoji faces,
-trained by gda itself) to the 10 bundled Twemoji faces, offline, in minutes on a CPU."""
+"""`gda train` with neither --source nor --data: adapt the bundled demo source (all Noto emoji,
+trained by gda itself) to the 10 bundled Twemoji emoji, offline, in minutes on a CPU."""
 
 from stylegan2_ada.errors import UserError
 
@@ -11,7 +11,7 @@ DEMO_ITERS = 300
 DEMO_TICK_KIMG = 0.2     # a log line every 50 iterations
 DEMO_SNAP_TICKS = 3      # snapshots (and fakes) every 150 iterations, and at the end
 
-FIRST_LOG_LINE = ('Demo: adapting the bundled Noto Emoji face generator (32 px) to 10 Twemoji faces '
+FIRST_LOG_LINE = ('Demo: adapting the bundled Noto Emoji generator (32 px) to 10 Twemoji emoji '
                   '(Twemoji graphics by Twitter, Inc and other contributors, CC-BY 4.0; see '
                   'gda_core/demo_data/ATTRIBUTION.md); pass --source and --data to use your own.')
 

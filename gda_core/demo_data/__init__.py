@@ -13,7 +13,7 @@ DIR = os.path.dirname(os.path.abspath(__file__))
 TARGET_DIR = os.path.join(DIR, 'target')                          # 10 images: `gda train` demo --data
 SOURCE_ZIP = os.path.join(DIR, 'noto-emoji-32.zip')               # 3,786 Noto emoji: the source domain
 HELDOUT_ZIP = os.path.join(DIR, 'heldout-twemoji-32.zip')          # 3,776 Twemoji: benchmark reference
-SOURCE_MODEL = os.path.join(DIR, 'source-noto-faces-32.pkl')      # demo --source (G_ema and D)
+SOURCE_MODEL = os.path.join(DIR, 'source-noto-emoji-32.pkl')      # demo --source (G_ema and D)
 PROVENANCE = os.path.join(DIR, 'provenance.json')
 ATTRIBUTION = os.path.join(DIR, 'ATTRIBUTION.md')
 
