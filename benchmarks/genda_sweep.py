@@ -1,10 +1,11 @@
 """Choose genda's learning rates and stop count: the numbers the GenDA paper's text lost.
 
-Offline protocol (the demo pair): a source generator trained on Noto Emoji faces, the 10 bundled
-Twemoji faces as the target, the held-out Twemoji faces as the reference. Stage 1 trains genda with
+Offline protocol (the demo pair, docs/demo.md): a source generator trained on Noto Emoji, the 10
+bundled Twemoji shots as the target, the held-out Twemoji images as the reference (the results in
+benchmarks/results/genda_sweep.md were measured on the earlier face-only pair). Stage 1 trains genda with
 every (--lr, --genda-classifier-lr) pair for a fixed number of real images; stage 2 trains the best
 pair with each stop count (every run has its own augmentation ramp, since the ramp spans the run).
-Each result is scored by KID between 500 samples and the held-out faces on proxy features (8x8
+Each result is scored by KID between 500 samples and the held-out images on proxy features (8x8
 average-pooled RGB and Sobel edges: no Inception weights exist offline), plus a diversity number
 (mean pairwise feature distance of the samples) to spot collapse. The source itself is row 0.
 
