@@ -127,15 +127,21 @@ def stats_of(run_dir):
 
 
 def loop_speed(stats_path):
-    """(sec/kimg, sec/iter) of the training loop from stats.jsonl, leaving out the first tick
-    (warm-up: first calls, regularisation set-up) when there are later ones."""
+    """(sec/kimg, sec/iter) of the training loop from stats.jsonl, leaving out each process's first
+    tick (warm-up: first calls, regularisation set-up): a run trained in segments restarts its
+    clock at every `--resume`, where `time` falls."""
     entries = [json.loads(line) for line in open(stats_path) if line.strip()]
     if not entries:
         return None, None
-    first, last = entries[0], entries[-1]
-    if len(entries) > 1 and last['kimg'] > first['kimg']:
-        seconds = last['time'] - first['time']
-        return seconds / (last['kimg'] - first['kimg']), seconds / (last['iteration'] - first['iteration'])
+    seconds = kimg = iterations = 0.0
+    for previous, entry in zip(entries, entries[1:]):
+        if entry['time'] > previous['time']:   # same process
+            seconds += entry['time'] - previous['time']
+            kimg += entry['kimg'] - previous['kimg']
+            iterations += entry['iteration'] - previous['iteration']
+    if kimg > 0:
+        return seconds / kimg, seconds / iterations
+    last = entries[-1]
     return last['time'] / last['kimg'], last['time'] / last['iteration']
 
 
@@ -232,4 +238,6 @@ def train_one(config, seed, opts, evaluate):
     if segments or not os.path.isfile(finished):
         with open(finished, 'w') as file:
             json.dump(record, file, indent=1)
-    return json.load(open(finished))
+    record = json.load(open(finished))
+    record['train'].update(sec_per_kimg=sec_per_kimg, sec_per_iter=sec_per_iter)   # from the whole run
+    return record

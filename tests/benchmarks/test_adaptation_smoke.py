@@ -198,6 +198,11 @@ def test_loop_speed_leaves_out_the_first_tick(tmp_path):
     assert RUNS.loop_speed(stats) == pytest.approx((40 / 0.8, 40 / 200))
     stats.write_text(json.dumps(entries[0]) + '\n')
     assert RUNS.loop_speed(stats) == pytest.approx((50 / 0.4, 50 / 100))
+    # Trained in two segments (--resume restarts the clock): each process's first tick is left out.
+    resumed = entries + [dict(tick=4, kimg=1.6, iteration=400, time=60.0),
+                         dict(tick=5, kimg=2.0, iteration=500, time=90.0)]
+    stats.write_text('\n'.join(json.dumps(e) for e in resumed) + '\n')
+    assert RUNS.loop_speed(stats) == pytest.approx(((20 + 20 + 30) / 1.2, 70 / 300))
 
 
 def test_metrics_condition_a_disp_snapshot_on_its_priors_not_on_labels(smoke):
