@@ -10,7 +10,7 @@ import PIL.ImageDraw
 from stylegan2_ada.image_grid import label_font
 
 WIDTH, HEIGHT = 900, 520
-MARGIN = dict(left=80, right=230, top=50, bottom=60)
+MARGIN = dict(left=80, right=230, top=50, bottom=80)
 # Distinct colours (Okabe-Ito and Tol's bright set), repeated with dashes past their count.
 COLOURS = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0),
            (86, 180, 233), (120, 120, 120), (0, 0, 0), (170, 51, 119), (34, 136, 51),
@@ -86,7 +86,7 @@ def plot(series, path, title, ylabel, xlabel='iterations', note=None):
               fill=(0, 0, 0), font=small)
     draw.text((8, top - 30), ylabel, fill=(0, 0, 0), font=small)
     if note:
-        draw.text((left, HEIGHT - 22), note, fill=(90, 90, 90), font=small)
+        draw.text((left, HEIGHT - 24), note, fill=(90, 90, 90), font=small)
     for index, (name, values) in enumerate(points.items()):
         colour = COLOURS[index % len(COLOURS)]
         dash = 6 if index >= len(COLOURS) else 0
