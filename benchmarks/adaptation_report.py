@@ -177,7 +177,7 @@ def markdown(result):
               'drew (benchmarks/correspondence.py); for the source row, how often a source sample is '
               'already nearest to its own emoji\'s target version. sec/kimg: the training loop\'s '
               'wall-clock rate after the first tick, one CPU thread per run on a shared machine. '
-              'Peak RSS: the training process\'s maximum resident memory, Python and torch included.',
+              'Peak RSS: the training process\'s largest resident memory at a tick (stats.jsonl cpumem), Python and torch included.',
               '']
     return '\n'.join(lines)
 

@@ -239,5 +239,13 @@ def train_one(config, seed, opts, evaluate):
         with open(finished, 'w') as file:
             json.dump(record, file, indent=1)
     record = json.load(open(finished))
-    record['train'].update(sec_per_kimg=sec_per_kimg, sec_per_iter=sec_per_iter)   # from the whole run
+    record['train'].update(sec_per_kimg=sec_per_kimg, sec_per_iter=sec_per_iter,   # from the whole run
+                           peak_rss_mb=peak_memory_mb(stats_of(run_dir)))
     return record
+
+
+def peak_memory_mb(stats):
+    """The training process's own peak resident memory (its per-tick cpumem), in MB. (The child's
+    ru_maxrss would count the benchmark process it was forked from.)"""
+    values = [entry['cpumem_gb'] for entry in stats if entry.get('cpumem_gb') is not None]
+    return max(values) * 1024 if values else None
