@@ -96,5 +96,10 @@ def probability(value):
         raise ValueError(f'must lie in [0, 1], got {value}')
 
 
+def percentile(value):
+    if not 0 <= value <= 100:
+        raise ValueError(f'{value} is not a percentile in [0, 100]')
+
+
 __all__ = ['PROJECT', 'hookspec', 'hookimpl', 'Option', 'NotFoldable', 'OPTION_TYPES', 'positive',
-           'non_negative', 'probability']
+           'non_negative', 'probability', 'percentile']

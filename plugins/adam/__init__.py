@@ -11,7 +11,7 @@ modulated, the others are fine-tuned without modulation. `gda export` folds the 
 plain weights. docs/methods.md lists the settings and every deviation from the official code.
 """
 
-from gda_hooks import hookimpl, Option, positive
+from gda_hooks import hookimpl, Option, percentile, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy, ParamGroup
 
@@ -24,17 +24,12 @@ from .layers import d_layers, frozen_names, g_layers
 OFFICIAL = dict(batch=4, lr=0.002, gamma=10, iters=1500, aug='noaug')   # _bash_main_adaptation.sh
 
 
-def _percent(value):
-    if not 0 <= value <= 100:
-        raise ValueError(f'{value} is not a percentile in [0, 100]')
-
-
 @hookimpl
 def options():
     return [
         Option('fisher_quantile', float, 50.0, 'Keep and modulate the filters above this '
                'percentile of probed importance, fine-tune the rest (official: 50 Babies, '
-               '75 AFHQ-Cat)', validate=_percent),
+               '75 AFHQ-Cat)', validate=percentile),
         Option('probe_iters', int, 500, 'Importance-probing iterations (official --fisher_iter)',
                validate=positive),
         Option('fisher_samples', int, 1000, '(fake, real) pairs the probed Fisher averages '

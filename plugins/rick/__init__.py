@@ -10,7 +10,7 @@ zero), the most important frozen, the rest fine-tuned. Freezing is a per-filter 
 and every deviation from the official code.
 """
 
-from gda_hooks import hookimpl, non_negative, Option, positive
+from gda_hooks import hookimpl, non_negative, Option, percentile, positive
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import FreezePolicy
 
@@ -23,11 +23,6 @@ from stylegan2_ada.extensions import FreezePolicy
 OFFICIAL = dict(batch=2, lr=0.002, gamma=10, iters=1750, ema_kimg=0.625, aug='noaug')
 
 
-def _percent(value):
-    if not 0 <= value <= 100:
-        raise ValueError(f'{value} is not a percentile in [0, 100]')
-
-
 @hookimpl
 def options():
     return [
@@ -36,9 +31,9 @@ def options():
         Option('warmup', int, 250, "Iterations in which only D's epilogue trains",
                validate=non_negative),
         Option('fisher_quantile', float, 40.0, 'Freeze the filters above this percentile of '
-               'importance (official: 40 Babies, 85 AFHQ-Cat)', validate=_percent),
+               'importance (official: 40 Babies, 85 AFHQ-Cat)', validate=percentile),
         Option('prune_quantile', float, 0.1, 'Prune the filters at or below this percentile '
-               '(0-100 scale; official: 0.1 Babies, 0.075 AFHQ-Cat)', validate=_percent),
+               '(0-100 scale; official: 0.1 Babies, 0.075 AFHQ-Cat)', validate=percentile),
         Option('fisher_batches', int, 5, 'Batches of --batch (fake, real) pairs per Fisher '
                'estimate (official --num_fisher_img)', validate=positive),
     ]
