@@ -1,22 +1,17 @@
-"""Settings for the whole suite."""
+"""Settings and fixtures for the whole suite.
+
+Shared helpers are the package tests/support/gda_testkit (on sys.path through pytest.ini's
+`pythonpath`): test modules import them by name, `from gda_testkit import plugins as HP`.
+"""
 
 import builtins
 import errno
-import importlib.util
 import os
-import pathlib
-import sys
 
 import pytest
 
-# tests/helpers_plugins.py, registered by path once (tests/ cannot go on sys.path: its folders
-# mirror the packages' names), so test modules can also `import helpers_plugins`.
-if 'helpers_plugins' not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        'helpers_plugins', pathlib.Path(__file__).resolve().parent / 'helpers_plugins.py')
-    sys.modules['helpers_plugins'] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules['helpers_plugins'])
-HP = sys.modules['helpers_plugins']
+from gda_testkit import checkpoint, metric_standins
+from gda_testkit import plugins as HP
 
 
 @pytest.fixture(autouse=True, scope='session')
@@ -25,6 +20,26 @@ def fast_cpu_for_tiny_networks():
     a second thread (the CI machine has two cores) cost more than they save."""
     with HP.FastCPU():
         yield
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """(data folder of 6 images, tiny source snapshot path), made once per test module.
+    (tests/gda_hooks/conftest.py overrides it with a session-wide one for its recorded run.)"""
+    root = tmp_path_factory.mktemp('tiny')
+    return HP.write_images(root / 'data'), HP.write_source(root / 'source.pkl')
+
+
+@pytest.fixture(scope='session')
+def ckpt():
+    """gda_testkit.checkpoint: NVIDIA-format pickle writers and tiny networks."""
+    return checkpoint
+
+
+@pytest.fixture(scope='session')
+def standins():
+    """gda_testkit.metric_standins: scripted stand-ins for NVIDIA's detectors."""
+    return metric_standins
 
 
 class _MeteredFile:

@@ -1,6 +1,6 @@
 """The benchmark scripts are plain modules in benchmarks/ (no package): that folder goes on
-sys.path, so these tests import them by name (and tests/helpers_plugins.py, which tests/conftest.py
-registers)."""
+sys.path, so these tests import them by name (and the shared test helpers as gda_testkit, which
+pytest.ini puts on sys.path)."""
 
 import pathlib
 import sys

@@ -16,12 +16,7 @@ from gda_core.plugins import default_manager
 import adaptation as AD  # by name: see conftest.py
 import adaptation_report as REPORT
 import adaptation_runs as RUNS
-import helpers_plugins as HP
-
-
-
-
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 class StandInVGG(torch.nn.Module):

@@ -17,13 +17,8 @@ from gda_core.metrics.fid import fid_from_features
 from gda_core.metrics.intra_lpips import intra_cluster_lpips
 from gda_core.metrics.kid import kernel_inception_distance
 
-import helpers_plugins as HP  # by name: see conftest.py
-import substitute_detector as SD
-
-
-
-
-tiny = HP.tiny_fixture()
+import substitute_detector as SD  # by name: see conftest.py
+from gda_testkit import plugins as HP
 
 
 def random_images(count, res=32, seed=0):

@@ -1,8 +1,6 @@
 """`gda export`: a plain NVIDIA-layout G_ema, with plugins folded in or a clear refusal."""
 
-import importlib.util
 import os
-import pathlib
 
 import pytest
 import torch
@@ -14,11 +12,7 @@ from gda_core.cli import main
 from gda_hooks import NotFoldable, hookimpl
 from stylegan2_ada.extensions import WTransform
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 def test_export_of_a_run_whose_plugins_change_nothing_at_inference(tiny, tmp_path):

@@ -1,8 +1,6 @@
 """`gda generate`: the freezed + diffaugment run end to end, --pairs, and the snapshot's plugins."""
 
-import importlib.util
 import os
-import pathlib
 
 import numpy as np
 import PIL.Image
@@ -16,11 +14,7 @@ from gda_core.cli import main
 from stylegan2_ada.checkpoint import save_snapshot
 from stylegan2_ada.image_grid import to_uint8
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 def gda(*args):

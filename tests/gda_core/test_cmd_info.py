@@ -1,23 +1,12 @@
 """`gda info`: configuration of NVIDIA pickles and gda snapshots, as text or JSON; errors exit 2."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 from click.testing import CliRunner
 
 from gda_core.cli import main
 from stylegan2_ada.checkpoint import save_snapshot
-
-
-@pytest.fixture(scope='module')
-def ckpt():
-    path = pathlib.Path(__file__).resolve().parents[1] / 'helpers_checkpoint.py'
-    spec = importlib.util.spec_from_file_location('helpers_checkpoint', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,7 @@
 """`gda metrics`: a run directory (snapshots without records, all, latest), a network file with
 --data, JSON output, and one-line errors (unknown metric, missing detector offline)."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import PIL.Image
@@ -15,16 +13,6 @@ from gda_core.cli import main
 from stylegan2_ada import detectors
 from stylegan2_ada.checkpoint import save_snapshot
 from stylegan2_ada.networks import Generator
-
-_STANDINS = pathlib.Path(__file__).resolve().parent / 'metrics' / 'standins.py'
-
-
-@pytest.fixture(scope='module')
-def standins():
-    spec = importlib.util.spec_from_file_location('metric_standins', _STANDINS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,7 @@
 mirrored, training_options.json says where each value comes from, and --source-g G starts from
 the source's G as CDC's code does with rosinality's `g`."""
 
-import importlib.util
 import json
-import pathlib
 import types
 
 import pytest
@@ -17,11 +15,7 @@ from stylegan2_ada.augment import AdaController
 from stylegan2_ada.checkpoint import save_snapshot
 from stylegan2_ada.training_config import preset
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 def test_fewshot_ada_moves_p_at_cdcs_rate():

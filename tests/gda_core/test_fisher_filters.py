@@ -1,11 +1,12 @@
 """The shared Fisher estimator (two objectives on one graph) and the filter ranking adam and rick
 take from the official code, against hand-computed cases."""
 
-import helpers_plugins as HP
 import torch
 
 from gda_core import filters
 from gda_core.fisher import per_sample_fisher, percentile
+
+from gda_testkit import plugins as HP
 
 
 def test_two_objectives_on_one_graph_get_their_own_per_sample_fisher():

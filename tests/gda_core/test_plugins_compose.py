@@ -1,8 +1,6 @@
 """Composition: --plugin order decides chains; conflicts are errors found before any work starts."""
 
-import importlib.util
 import os
-import pathlib
 
 import pytest
 import torch
@@ -15,11 +13,7 @@ from gda_hooks import hookimpl
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import ConflictError, DHead, FreezePolicy, ParamGroup, WTransform
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 class Identity(torch.nn.Module):

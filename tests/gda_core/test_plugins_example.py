@@ -5,7 +5,6 @@ environment's site-packages), so the test does a real `pip install` and `pip uni
 touching the environment other tests run in.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,11 +16,8 @@ import textwrap
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'gda-plugin-example'
 

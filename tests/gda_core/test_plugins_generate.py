@@ -1,8 +1,5 @@
 """Generation restores plugin modules under the training loop's own names, EMA values first."""
 
-import importlib.util
-import pathlib
-
 import torch
 
 import stylegan2_ada
@@ -11,11 +8,7 @@ from gda_hooks import hookimpl
 from stylegan2_ada.extensions import DHead, ParamGroup, WTransform
 from stylegan2_ada.reparam import get_weight_reparam
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 class Bias(torch.nn.Module):

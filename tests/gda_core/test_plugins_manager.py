@@ -1,10 +1,8 @@
 """The plugin manager: entry points, isolation of broken plugins, `gda plugins`, autoload switch."""
 
 import importlib.metadata
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -19,11 +17,8 @@ from gda_core.plugins import PluginError, PluginManager
 from gda_hooks import Option, hookimpl
 from stylegan2_ada.errors import UserError
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 
 MODULES = {
     'gdatest_good': '''

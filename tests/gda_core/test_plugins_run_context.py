@@ -1,8 +1,5 @@
 """The run context's host services: anchors, plugin views, raw-image dataset view, rendering."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 import torch
@@ -13,10 +10,7 @@ from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.extensions import ConflictError
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
+from gda_testkit import plugins as HP
 
 
 class Images:

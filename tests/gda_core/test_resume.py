@@ -6,10 +6,8 @@ plugin that has a trained EMA'd module and setup-computed state, ADA on from p =
 path-length regularisation, so every piece of state the issue lists takes part.
 """
 
-import importlib.util
 import json
 import os
-import pathlib
 import re
 import shutil
 import signal
@@ -26,11 +24,8 @@ from gda_core.cmd_train import make_train_command
 from gda_hooks import hookimpl
 from stylegan2_ada.extensions import ParamGroup, WTransform
 
-_HELPERS = pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py'
-_spec = importlib.util.spec_from_file_location('helpers_plugins', _HELPERS)
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 
 COMMON = ['--batch', 4, '--tick', 0.008, '--snap', 1, '--aug', 'ada', '--p', 0.2,
           '--plugin', 'stateful']

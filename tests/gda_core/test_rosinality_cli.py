@@ -1,8 +1,6 @@
 """rosinality checkpoints through the CLI: info, fine-tuning from one (--source), generate, export."""
 
-import importlib.util
 import os
-import pathlib
 
 import numpy as np
 import PIL.Image
@@ -13,10 +11,7 @@ from click.testing import CliRunner
 import stylegan2_ada
 from gda_core.cli import main
 
-TESTS = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('helpers_rosinality', TESTS / 'helpers_rosinality.py')
-R = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(R)
+from gda_testkit import rosinality as R
 
 WIDTHS = {4: 16, 8: 16, 16: 8}
 

@@ -6,7 +6,6 @@ plugin -> host -> engine -> snapshot -> generate.
 """
 
 import collections
-import importlib.util
 import pathlib
 
 import pytest
@@ -16,17 +15,8 @@ from gda_core.generate import open_model
 from gda_hooks import Option, hookimpl
 from stylegan2_ada.extensions import Conditioning, DHead, FreezePolicy, LatentBatch, ParamGroup, WTransform
 
-_HELPERS = pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py'
+from gda_testkit import plugins as HP
 
-
-def _load_helpers():
-    spec = importlib.util.spec_from_file_location('helpers_plugins', _HELPERS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HP = _load_helpers()
 C_DIM = 3
 PROBE_ITERS = 4
 
@@ -38,7 +28,8 @@ def hp():
 
 @pytest.fixture(scope='session')
 def tiny(tmp_path_factory):
-    """(data folder of 6 images, tiny source snapshot path)."""
+    """(data folder of 6 images, tiny source snapshot path): session-wide here, for probe_run,
+    in place of tests/conftest.py's per-module one."""
     root = tmp_path_factory.mktemp('tiny')
     return HP.write_images(root / 'data'), HP.write_source(root / 'source.pkl')
 

@@ -2,8 +2,6 @@
 and gamma/beta train (after the delay), and `gda export` folds the modulation into plain weights."""
 
 import copy
-import importlib.util
-import pathlib
 
 import pytest
 import torch
@@ -18,11 +16,8 @@ from gda_plugins.adafm import specific
 from gda_plugins.adafm.modulation import FilterModulation
 from stylegan2_ada.reparam import set_weight_reparam
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 
 GROUP = 'param_groups/adafm/modulation'
 

@@ -5,7 +5,6 @@ networks: cached probing, the partition in the snapshot, exact resume, export fo
 import copy
 import os
 
-import helpers_plugins as HP
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,7 +18,8 @@ from gda_plugins.adam.layers import g_layers
 from gda_plugins.adam.modulation import KernelModulation, fold_into
 from stylegan2_ada.reparam import set_weight_reparam
 
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 QUICK = ['--adam-probe-iters', '2', '--adam-fisher-samples', '3']
 
 

@@ -3,8 +3,6 @@ GMM) on toys, identity at init, and end to end through gda train / generate / ex
 TorchScript stand-in for NVIDIA's vgg16.pt (same call signature)."""
 
 import copy
-import importlib.util
-import pathlib
 import warnings
 
 import numpy as np
@@ -21,11 +19,8 @@ from gda_plugins.disp import prior
 from gda_plugins.disp.projection import ProjectionHead, hinge_loss
 from stylegan2_ada.dataset import ImageFolderDataset
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 DIM = 12
 
 

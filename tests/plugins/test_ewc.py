@@ -2,9 +2,7 @@
 end to end: the Fisher is estimated once, saved in the snapshot, restored by load_state_dict, and
 the logged penalty is 0 at the source and pulls G back towards it."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 import torch
@@ -16,11 +14,7 @@ from gda_core.run_context import RunContext
 from gda_plugins import ewc
 from gda_plugins.ewc.fisher import empirical_fisher, ewc_penalty
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 def test_fisher_is_the_mean_of_per_sample_squared_gradients():

@@ -2,9 +2,7 @@
 prior bank: ewc's Fisher describes the source alone, disp's new conditioning weights are not
 penalised, adafm's gamma/beta train, and export folds adafm and writes disp's bank beside G."""
 
-import importlib.util
 import json
-import pathlib
 import warnings
 
 import torch
@@ -14,11 +12,7 @@ from click.testing import CliRunner
 import stylegan2_ada
 from gda_core.cli import main
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 class Pooled(torch.nn.Module):

@@ -1,8 +1,6 @@
 """genda's pieces against hand-computed values: the adaptor (eq. 3), the training truncation
 (eq. 5), the classifier head, the augmentation ramp, and folding the adaptor into the affines."""
 
-import importlib.util
-import pathlib
 import types
 
 import pytest
@@ -13,10 +11,7 @@ from gda_plugins.genda.adaptor import AttributeAdaptor, Truncation, fold_adaptor
 from gda_plugins.genda.classifier import AttributeClassifier
 from stylegan2_ada.networks import Generator
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
+from gda_testkit import plugins as HP
 
 
 def test_the_adaptor_starts_as_the_identity_exactly():

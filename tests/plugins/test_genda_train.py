@@ -2,7 +2,6 @@
 classifier train; at identity the adapted model is the source; the augmentation ramp owns p;
 generation applies the adaptor (not the truncation); export folds it; genda + diffaugment."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,11 +17,7 @@ from gda_core.plugins import default_manager
 from gda_plugins.diffaugment import augment
 from stylegan2_ada.training_loop import TrainingLoop
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 def train(tiny, outdir, *args, iters=3):

@@ -2,10 +2,8 @@
 --plugin idc` through the CLI, its options and errors, and its effect: after a short run the
 adapted G keeps the source's pairwise-similarity structure closer than plain fine-tuning does."""
 
-import importlib.util
 import json
 import os
-import pathlib
 
 import pytest
 import torch
@@ -15,12 +13,8 @@ import stylegan2_ada
 from gda_core.cli import main
 from gda_plugins.idc.distance import distance_consistency
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_cdc', pathlib.Path(__file__).resolve().parent / 'helpers_cdc.py')
-CDC = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(CDC)
-HP = CDC.HP
-tiny = HP.tiny_fixture()
+from gda_testkit import cdc as CDC
+from gda_testkit import plugins as HP
 
 
 def idc_run(monkeypatch, tmp_path, tiny, **options):

@@ -2,9 +2,7 @@
 snapshots and back on resume through the plugin's state hooks, the patch head in every D pass of
 patch iterations only, `gda train --plugin idc --plugin patchd` (alone and composed), and errors."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 import torch
@@ -18,12 +16,8 @@ from gda_plugins.patchd.head import PatchHead
 from gda_plugins.patchd.schedule import AnchorSampler, BranchSchedule
 from stylegan2_ada.errors import UserError
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_cdc', pathlib.Path(__file__).resolve().parent / 'helpers_cdc.py')
-CDC = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(CDC)
-HP = CDC.HP
-tiny = HP.tiny_fixture()
+from gda_testkit import cdc as CDC
+from gda_testkit import plugins as HP
 
 
 def test_every_subspace_freq_th_iteration_is_image_level_and_reported():

@@ -1,9 +1,7 @@
 """patchd's head: which D map it reads at each resolution, channels read from D, its output on a
 known input, the patch-level D loss and R1 computed by the loop on its logits."""
 
-import importlib.util
 import math
-import pathlib
 
 import pytest
 import torch
@@ -15,10 +13,7 @@ from stylegan2_ada.loss import StyleGAN2Loss
 from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.training_stats import TickStats
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_cdc', pathlib.Path(__file__).resolve().parent / 'helpers_cdc.py')
-CDC = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(CDC)
+from gda_testkit import cdc as CDC
 
 
 def small_D(resolution, **kwargs):

@@ -4,7 +4,6 @@ pruned filters zero in G, G_ema, D and the exported generator, exact resume acro
 
 import os
 
-import helpers_plugins as HP
 import pytest
 import torch
 from click.testing import CliRunner
@@ -16,7 +15,8 @@ from gda_plugins.rick import partition
 from gda_plugins.rick.masks import GradientMasks
 from gda_plugins.rick.partition import FROZEN, PRUNED, TUNED
 
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
+
 # warm-up 1, an estimate at iterations 1 and 3; 20 % pruned so tiny networks prune something
 QUICK = ['--rick-warmup', '1', '--rick-fisher-freq', '2', '--rick-fisher-batches', '1',
          '--rick-prune-quantile', '20']

@@ -2,9 +2,6 @@
 error, uses NVIDIA's VGG16 format for LPIPS (a tiny TorchScript stand-in here), falls back to MSE
 with a warning in auto mode, and fails with one clear line when LPIPS is required but missing."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 import torch
@@ -15,19 +12,8 @@ from gda_plugins.rssa import inversion
 from stylegan2_ada import detectors
 from stylegan2_ada.errors import UserError
 
-TESTS = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HP = _load('helpers_plugins', TESTS / 'helpers_plugins.py')
-standins = _load('standins', TESTS / 'gda_core' / 'metrics' / 'standins.py')
-tiny = HP.tiny_fixture()
+from gda_testkit import metric_standins as standins
+from gda_testkit import plugins as HP
 
 
 @pytest.fixture

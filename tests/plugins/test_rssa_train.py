@@ -2,7 +2,6 @@
 applied to both pipelines in training and generation, its codes restored from the snapshot,
 the official preset, shared anchors with patchd, export refused, clear errors."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -23,19 +22,8 @@ from gda_plugins.rssa.compression import LatentCompression, paper_alphas
 from stylegan2_ada import detectors
 from stylegan2_ada.errors import UserError
 
-TESTS = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HP = _load('helpers_plugins', TESTS / 'helpers_plugins.py')
-standins = _load('standins', TESTS / 'gda_core' / 'metrics' / 'standins.py')
-tiny = HP.tiny_fixture()
+from gda_testkit import metric_standins as standins
+from gda_testkit import plugins as HP
 
 QUICK = ['--rssa-invert-steps', '2', '--rssa-lpips', 'off']
 

@@ -1,24 +1,7 @@
-"""Fixtures for checkpoint and dataset tests: NVIDIA-format pickles built here, never downloaded."""
-
-import importlib.util
-import pathlib
+"""Fixtures for checkpoint and dataset tests: NVIDIA-format pickles built here, never downloaded
+(the `ckpt` fixture, gda_testkit.checkpoint, is in tests/conftest.py)."""
 
 import pytest
-
-_HELPERS = pathlib.Path(__file__).resolve().parents[1] / 'helpers_checkpoint.py'
-
-
-def _load_helpers():
-    spec = importlib.util.spec_from_file_location('helpers_checkpoint', _HELPERS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='session')
-def ckpt():
-    """The helpers module (tests/helpers_checkpoint.py): pickle writers and tiny networks."""
-    return _load_helpers()
 
 
 @pytest.fixture

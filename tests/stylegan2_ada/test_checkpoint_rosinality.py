@@ -1,12 +1,11 @@
 """rosinality/stylegan2-pytorch checkpoints: read safely, same images and logits, written back exactly.
 
-The rosinality networks here are tests/helpers_rosinality.py, a re-implementation written from the
-facts of rosinality's model.py (its module names give the state_dict keys, its formulas the
-forward pass); nothing is downloaded and rosinality's code is not needed.
+The rosinality networks here are tests/support/gda_testkit/rosinality.py, a re-implementation
+written from the facts of rosinality's model.py (its module names give the state_dict keys, its
+formulas the forward pass); nothing is downloaded and rosinality's code is not needed.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -20,10 +19,9 @@ from stylegan2_ada.checkpoint.loader import interpret
 from stylegan2_ada.errors import UserError
 from stylegan2_ada.networks import Discriminator, Generator
 
+from gda_testkit import rosinality as R
+
 TESTS = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('helpers_rosinality', TESTS / 'helpers_rosinality.py')
-R = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(R)
 KEYS = json.loads((TESTS / 'data' / 'stylegan2-ada-state-dict-keys.json').read_text())
 
 # The 32 px fixture: rosinality's layout with narrower widths (its own table has 512 up to 32 px).

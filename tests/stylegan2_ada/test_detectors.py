@@ -3,7 +3,6 @@ offline; NVIDIA's call conventions (input range, grayscale, LPIPS) on scripted s
 
 import hashlib
 import http.server
-import importlib.util
 import pathlib
 import threading
 
@@ -13,16 +12,6 @@ import torch
 from stylegan2_ada import detectors
 from stylegan2_ada.checkpoint.download import cache_path
 from stylegan2_ada.errors import UserError
-
-_STANDINS = pathlib.Path(__file__).resolve().parents[1] / 'gda_core' / 'metrics' / 'standins.py'
-
-
-@pytest.fixture(scope='module')
-def standins():
-    spec = importlib.util.spec_from_file_location('metric_standins', _STANDINS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -1,26 +1,12 @@
-"""Fixtures for the metric tests: scripted stand-in detectors, tiny generators, image folders."""
+"""Fixtures for the metric tests: scripted stand-in detectors, tiny generators, image folders
+(the `standins` fixture, gda_testkit.metric_standins, is in tests/conftest.py)."""
 
-import importlib.util
 import pathlib
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
-
-_STANDINS = pathlib.Path(__file__).resolve().parent / 'standins.py'
-
-
-def _load_standins():
-    spec = importlib.util.spec_from_file_location('metric_standins', _STANDINS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='session')
-def standins():
-    return _load_standins()
 
 
 @pytest.fixture(scope='session')

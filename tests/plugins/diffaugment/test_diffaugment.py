@@ -1,9 +1,6 @@
 """diffaugment: the three ops as the official code defines them, per sample, differentiable, wired
 into every D pass by the plugin."""
 
-import importlib.util
-import pathlib
-
 import pytest
 import torch
 from click.testing import CliRunner
@@ -11,12 +8,6 @@ from click.testing import CliRunner
 from gda_core.cli import main
 from gda_plugins.diffaugment import augment
 from gda_plugins import diffaugment
-
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[2] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
 
 
 def distinct_images(n=16, c=3, h=16, w=16):

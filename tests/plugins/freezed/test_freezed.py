@@ -1,8 +1,5 @@
 """freezed: D's first N layers in NVIDIA's counting keep their source values while the rest trains."""
 
-import importlib.util
-import pathlib
-
 import pytest
 import torch
 from click.testing import CliRunner
@@ -11,11 +8,7 @@ import stylegan2_ada
 from gda_core.cli import main
 from stylegan2_ada.networks import Discriminator
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[2] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
-tiny = HP.tiny_fixture()
+from gda_testkit import plugins as HP
 
 
 @pytest.mark.parametrize('architecture', ['resnet', 'skip', 'orig'])

@@ -5,7 +5,7 @@ shift moves every feature vector by a known amount); no_output_bias gives softma
 like NVIDIA's file (or logits with logits=True, as docs/metrics.md describes the convention).
 vgg16: return_features gives a linear map of the pooled image; return_lpips gives per-layer
 channel-normalised conv features scaled so that the squared difference summed is a spatial mean,
-as LPIPS is. Loaded by path from tests (tests import no sibling modules).
+as LPIPS is. The tests reach it through the `standins` fixture (tests/conftest.py) or import it.
 """
 
 import warnings

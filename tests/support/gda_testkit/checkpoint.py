@@ -4,13 +4,14 @@ The pickles carry exactly the globals and record layout of NVIDIA's files
 (torch_utils.persistence._reconstruct_persistent_obj with meta = dict(type='class', version=6,
 module_src, class_name, state), dnnlib.util.EasyDict, numpy.core.multiarray.scalar,
 torch.storage._load_from_bytes, dnnlib.tflib.network.Network), written by a pure-Python pickler
-that emits those global names without any such module existing. Loaded by path from the conftests
-(tests import no sibling modules under importlib mode).
+that emits those global names without any such module existing. The tests reach it through the
+`ckpt` fixture (tests/conftest.py).
 """
 
 import collections
 import copy
 import io
+import pathlib
 import pickle
 import types
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 GOLDEN = ('tiny32_skip_resnet', 'tiny32_cond_orig_freeze2')
+DATA = pathlib.Path(__file__).resolve().parents[2] / 'data'     # tests/data: the GOLDEN networks
 
 
 def fake_global(module, name):
@@ -130,8 +132,7 @@ def nvidia_pickle_bytes(data, module_src='', storage='legacy'):
 
 
 def golden(name):
-    from pathlib import Path
-    return torch.load(Path(__file__).parent / 'data' / f'{name}.pt', weights_only=True)
+    return torch.load(DATA / f'{name}.pt', weights_only=True)
 
 
 def tiny_networks(name='tiny32_skip_resnet', augment=True):

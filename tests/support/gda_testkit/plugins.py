@@ -1,7 +1,7 @@
 """Test helpers for the plugin host: tiny data and source networks, plugin managers, short runs.
 
-Loaded by path (tests import no sibling modules under importlib mode). Networks are 16 px with at
-most 16 channels, so a fine-tuning run of a few iterations takes about a second on one thread.
+`from gda_testkit import plugins as HP`. Networks are 16 px with at most 16 channels, so a
+fine-tuning run of a few iterations takes about a second on one thread.
 """
 
 import os
@@ -89,18 +89,3 @@ class FastCPU:
     def __exit__(self, *exc):
         torch.set_num_threads(self.saved[0])
         torch.backends.mkldnn.enabled = self.saved[1]
-
-
-def tiny_fixture():
-    """The module's `tiny` fixture: `tiny = HP.tiny_fixture()`. (One thread and no oneDNN, which
-    tiny networks want, hold for the whole suite: tests/conftest.py.)"""
-    import pytest
-
-    @pytest.fixture(scope='module')
-    def tiny(tmp_path_factory):
-        """(data folder of 6 images, tiny source snapshot path)."""
-        root = tmp_path_factory.mktemp('tiny')
-        return write_images(root / 'data'), write_source(root / 'source.pkl')
-
-    return tiny
-

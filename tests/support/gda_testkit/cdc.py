@@ -1,21 +1,15 @@
 """Test helpers for the CDC plugins (idc, patchd): a run built by the real host path, stopped
 before its first iteration, and hand-made Iteration objects.
 
-Loaded by path, like helpers_plugins.py (tests import no sibling modules under importlib mode).
+`from gda_testkit import cdc as CDC`.
 """
-
-import importlib.util
-import pathlib
 
 import torch
 
 from stylegan2_ada.extensions import Iteration
 from stylegan2_ada.training_loop import TrainingLoop, iteration_rng
 
-_spec = importlib.util.spec_from_file_location(
-    'helpers_plugins', pathlib.Path(__file__).resolve().parents[1] / 'helpers_plugins.py')
-HP = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(HP)
+from gda_testkit import plugins as HP
 
 
 def built_loop(monkeypatch, outdir, data, source, plugins, plugin_options=None, **overrides):
