@@ -37,7 +37,7 @@ from machine_info import cpu_model  # noqa: E402
 
 from gda_core.cli import main as gda_main  # noqa: E402
 from stylegan2_ada.loss import StyleGAN2Loss  # noqa: E402
-from stylegan2_ada.training_loop import TrainingLoop  # noqa: E402
+from stylegan2_ada.training_step import TrainingStep  # noqa: E402
 
 MB = 2 ** 20
 
@@ -106,18 +106,18 @@ def instrument(meter, profiler_state):
          meter.wrap(StyleGAN2Loss, 'accumulate_gradients', lambda this, a, k: a[0])),
         (StyleGAN2Loss, 'accumulate_g_loss_terms',
          meter.wrap(StyleGAN2Loss, 'accumulate_g_loss_terms', lambda this, a, k: 'G_terms')),
-        (TrainingLoop, '_optimizer_step',
-         meter.wrap(TrainingLoop, '_optimizer_step', lambda this, a, k: 'optimizer_step')),
+        (TrainingStep, '_optimizer_step',
+         meter.wrap(TrainingStep, '_optimizer_step', lambda this, a, k: 'optimizer_step')),
     ]
-    step = TrainingLoop.step
+    step = TrainingStep.step
 
     def counted_step(this):
         meter.iteration = this.iteration
         step(this)
         if profiler_state['profiler'] is not None:
             profiler_state['profiler'].step()
-    TrainingLoop.step = counted_step
-    originals.append((TrainingLoop, 'step', step))
+    TrainingStep.step = counted_step
+    originals.append((TrainingStep, 'step', step))
 
     def restore():
         for owner, attribute, original in originals:

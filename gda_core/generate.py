@@ -28,7 +28,7 @@ from .run_context import RunContext
 class Model:
     """A network opened for rendering: `nets` (the adapted G_ema with the plugins' extensions
     applied), G_s (the source, or None), the run context the plugins were built with, and their
-    snapshot records."""
+    snapshot records. A training run's live networks make one too (`gda train --metrics`)."""
     nets: ExtendedNetworks
     G_s: Optional[torch.nn.Module]
     run: RunContext
@@ -36,9 +36,6 @@ class Model:
     device: torch.device
     source_info: Optional[dict] = None
     by_plugin: Any = None
-
-    def __post_init__(self):
-        self.nets.default_c = lambda n, it: self.default_c(n)
 
     @property
     def G(self):
@@ -117,6 +114,7 @@ def open_model(source, device='cpu', manager=None, need_source=False):
                     'it was written by a different version of that plugin')
     model = Model(nets, G_s, run, [entry.record() for entry in active], device,
                   source_info=gda.get('source'), by_plugin=by_plugin)
+    nets.default_c = lambda n, it: model.default_c(n)
     run.attach(nets, G)
     for entry, record in zip(active, gda.get('plugins') or []):
         manager.call(entry.name, 'load_state_dict', run=run.for_plugin(entry.name),
@@ -138,7 +136,7 @@ def render(model, z, c=None, *, truncation_psi=1.0, noise_mode='const', source=F
     if source and model.G_s is None:
         raise UserError('this model was opened without its source generator')
     return model.nets.synthesize(model.G_s if source else 'G_ema', z, c, noise_mode=noise_mode,
-                                 truncation_psi=truncation_psi).img
+                                 truncation_psi=truncation_psi, mode='generate').img
 
 
 @torch.no_grad()

@@ -9,9 +9,12 @@ active plugins (--plugin, in order) propose defaults, then fill the loop's injec
 
 --resume RUN_DIR continues a run from its newest valid snapshot (resume.py). With several
 processes (torchrun, or --gpus N which spawns them) every process runs `train_process`; rank 0
-alone writes the run directory (stylegan2_ada/distributed.py).
+alone writes the run directory (stylegan2_ada/distributed.py). --gpus N prepares the run once, in
+the parent, and hands the plan to the processes it spawns.
 """
 
+import collections
+import contextlib
 import copy
 import json
 import os
@@ -31,7 +34,7 @@ from stylegan2_ada.training_config import CFG_NAMES, SOURCE_G, preset_mirror, pr
 from stylegan2_ada.training_loop import TrainingLoop
 from stylegan2_ada.training_options import PROPOSABLE, build as build_options, use_source_architecture
 
-from . import comparison, composition, datasets, metrics as run_metrics, resume
+from . import comparison, composition, datasets, generate, metrics as run_metrics, resume
 from .plugins import PluginError, default_manager
 from .run_context import RunContext
 from .run_log import RunLog, silent
@@ -118,16 +121,19 @@ def check_proposals(active):
                               f'not core options (proposable: {", ".join(sorted(PROPOSABLE))})')
 
 
-def prepare(config, manager=None):
-    """Resolve everything a run needs without writing anything (also serves --dry-run).
-
-    config['plugins'] lists plugin names in order; config['plugin_options'] maps a plugin name to
-    its explicitly set options.
-    """
+def activate_plugins(config, manager=None):
+    """(manager, the active plugins in --plugin order). config['plugins'] lists plugin names in
+    order; config['plugin_options'] maps a plugin name to its explicitly set options."""
     manager = manager if manager is not None else default_manager()
     active = composition.activate(manager, list(config.get('plugins') or []),
                                   config.get('plugin_options'))
     check_proposals(active)
+    return manager, active
+
+
+def prepare(config, manager=None):
+    """Resolve everything a run needs without writing anything (also serves --dry-run)."""
+    manager, active = activate_plugins(config, manager)
     source = config['source']
     fine_tuning = source != 'none'
     explicit = dict(config['options'], **{key: config[key] for key in RUN_OPTIONS if key in config})
@@ -219,7 +225,8 @@ def run(config, log=print, manager=None):
     installed plugins (entry points), which spawned processes can load too.
 
     Under a launcher (torchrun) this process is one rank. Otherwise `gpus` > 1 spawns that many
-    local processes, after the user's mistakes have been caught here, in the parent.
+    local processes, after the user's mistakes have been caught here, in the parent, whose plan
+    the processes then train with (see `sendable`).
     """
     world = distributed.launched_world_size()
     requested = config.get('gpus')
@@ -228,14 +235,13 @@ def run(config, log=print, manager=None):
             raise UserError(f'--gpus {requested} under a launcher that started {world} '
                             f'process(es); drop --gpus (torchrun --nproc_per_node sets the count)')
         config = dict(config, gpus=world)
-        if world > 1:
-            prepare(config, manager)   # fail before the processes wait for each other
-        return train_process(config, log, manager)
+        # Several ranks: fail before the processes wait for each other, then train with the plan.
+        return train_process(config, log, manager, prepare(config, manager) if world > 1 else None)
     gpus = requested or config.get('default_gpus') or 1
     config = dict(config, gpus=gpus)
     if gpus == 1:
         return train_process(config, log, manager)
-    prepare(config, manager)   # the user's mistakes, before any process starts
+    plan = prepare(config, manager)   # the user's mistakes, before any process starts
     cuda = torch.cuda.is_available() and (config.get('device') or 'cuda').startswith('cuda')
     if cuda and gpus > torch.cuda.device_count():
         raise UserError(f'--gpus {gpus}, but this machine has {torch.cuda.device_count()} CUDA '
@@ -244,24 +250,49 @@ def run(config, log=print, manager=None):
         raise UserError(f'--gpus {gpus} starts new processes, which load plugins from their entry '
                         f'points; an in-process plugin manager cannot follow them (install the '
                         f'plugins, or start the processes yourself with torchrun)')
-    return distributed.spawn(train_process, gpus, (config, log, None))
+    return distributed.spawn(train_process, gpus, (config, log, None, sendable(plan)))
 
 
-def train_process(config, log=print, manager=None):
+def sendable(plan):
+    """The plan as spawned processes receive it (pickled): the dataset (its file list and labels;
+    images are read on use), options and origins as they are, but not the plugin manager and the
+    active plugins (plugin objects are modules, which do not pickle; `whole_plan` activates them
+    again, which reads no file) nor the loaded source (tensors pickled to another process travel
+    through shared memory, /dev/shm, which containers often keep small; each process reads the
+    source file again, as NVIDIA's processes read their --resume pickle)."""
+    return {key: value for key, value in plan.items()
+            if key not in ('manager', 'active', 'loaded_source')}
+
+
+def whole_plan(config, manager, plan=None):
+    """The run's plan: prepared now, handed over whole (a launched rank prepared it to check the
+    options), or sent by the parent process without its plugins (`sendable`)."""
+    if plan is None:
+        return prepare(config, manager)
+    if 'active' in plan:
+        return plan
+    manager, active = activate_plugins(plan['config'], manager)
+    return dict(plan, manager=manager, active=active)
+
+
+def train_process(config, log=print, manager=None, plan=None):
     """One training process: joins the process group if launched as one of several."""
     dist, device = distributed.init_process(config.get('device'))
     finished = False
     try:
-        result = _train(config, dist, device, log, manager)
+        result = _train(config, dist, device, log, manager, plan)
         finished = True
         return result
     finally:
         distributed.shutdown(dist, finished)
 
 
+ResumePoint = collections.namedtuple('ResumePoint', 'run_dir path snapshot skipped')
+
+
 def resume_point(run_dir, opts, dist, run_log):
-    """(path, snapshot, unreadable newer paths): rank 0 picks the newest valid snapshot (and warns
-    about the others), every process reads that one."""
+    """The snapshot to resume from and the unreadable newer ones: rank 0 picks the newest valid
+    snapshot (and warns about the others), every process reads that one."""
     saved = resume.read_run_options(run_dir)
     resume.check_resolved(run_dir, saved['options'], opts, fine_tuning=saved['source'] != 'none')
     path, snapshot, skipped = (resume.newest_valid_snapshot(run_dir, run_log)
@@ -269,128 +300,164 @@ def resume_point(run_dir, opts, dist, run_log):
     path = dist.broadcast_object(path)
     if snapshot is None:
         snapshot = resume.read_resumable(path)
-    return path, snapshot, skipped
+    return ResumePoint(run_dir, path, snapshot, skipped)
 
 
-def _train(config, dist, device, log, manager):
-    rank0 = dist.rank == 0
-    run_log = RunLog(log) if rank0 else silent
+def _train(config, dist, device, log, manager, plan):
+    """One process's run: plan, networks, plugins' extensions and the loop (every conflict found
+    before anything is written), then the run directory restored or started, then training."""
+    run_log = RunLog(log) if dist.rank == 0 else silent
     if config.get('first_log_line'):
         run_log(config['first_log_line'])
-    resuming = config.get('resume')
-    plan = prepare(config, manager)
-    config = plan['config']   # with the resolved --mirror
-    opts, dataset, active = plan['opts'], plan['dataset'], plan['active']
-    if resuming:
-        snapshot_path, snapshot, skipped = resume_point(resuming, opts, dist, run_log)
+    plan = whole_plan(config, manager, plan)
+    config, opts = plan['config'], plan['opts']   # config with the resolved --mirror
+    point = resume_point(config['resume'], opts, dist, run_log) if config.get('resume') else None
     # Construction draws the same numbers on every process.
     distributed.seed_process(opts.seed, distributed.Distributed())
+    G, D, G_ema, source_G, source_info = run_networks(plan, point, device)
+    run_ctx, extensions, items = plugin_extensions(plan, G, D, source_G, device, dist)
+    if dist.rank == 0:
+        run_metrics.check_detectors(plan['metrics'])   # fail now, not at the first snapshot
+    run_dir = point.run_dir if point else new_run_dir(plan, dist)
+    writer = SnapshotWriter(plan, run_ctx, source_G, source_info, device, run_log)
+    loop = TrainingLoop(run_dir, G, D, items, opts, G_ema=G_ema, extensions=extensions,
+                        device=device, dist=dist, save_snapshot=writer, log=run_log)
+    run_ctx.attach(loop.nets, loop.G_ema, report=loop.stats.report, gen_c=loop.gen_c)
+    if point is None:
+        start_run(plan, run_ctx, loop, run_log)
+    elif not continue_run(point, plan, run_ctx, loop, run_log):
+        return run_dir
+    log_run(plan, run_ctx, loop, run_log)
+    if point is None:
+        setup_plugins(plan, run_ctx, loop)
+    return train_and_finish(plan, loop, writer, source_G, run_log)
 
-    if resuming:
-        G, D, G_ema, source_G, source_info = resume.restored_networks(snapshot, config,
-                                                                      load_source)
-        check_dataset_matches(dataset, G, config['data'])
-        if source_G is not None:
-            source_G = source_G.eval().requires_grad_(False).to(device)
-    else:
+
+def run_networks(plan, point, device):
+    """(G, D, G_ema, frozen source G, source reference): a resumed run's as its snapshot saved
+    them, a new run's from the source or fresh (G_ema None: the loop copies G)."""
+    config = plan['config']
+    if point is None:
         G, D, source_G, source_info = networks(plan, device)
         G_ema = None
-    set_mbstd_group(D, opts.batch_gpu)
+    else:
+        G, D, G_ema, source_G, source_info = resume.restored_networks(point.snapshot, config,
+                                                                      load_source)
+        check_dataset_matches(plan['dataset'], G, config['data'])
+        if source_G is not None:
+            source_G = source_G.eval().requires_grad_(False).to(device)
+    set_mbstd_group(D, plan['opts'].batch_gpu)
+    return G, D, G_ema, source_G, source_info
 
-    # Construction (cheap), then every conflict check, before anything is written.
-    items, raw_images = datasets.views(dataset, config.get('mirror', False))
-    run_ctx = RunContext('resume' if resuming else 'train', G=G, D=D, G_s=source_G,
+
+def plugin_extensions(plan, G, D, source_G, device, dist):
+    """(run context, Extensions, training items): every construction hook of the active plugins,
+    in order, and the anchor requests checked (cheap: no data passes, nothing is written)."""
+    config, opts = plan['config'], plan['opts']
+    items, raw_images = datasets.views(plan['dataset'], config.get('mirror', False))
+    run_ctx = RunContext('resume' if config.get('resume') else 'train', G=G, D=D, G_s=source_G,
                          dataset=raw_images, device=device, seed=opts.seed, core=opts.record(),
                          rank=dist.rank, world_size=dist.world_size)
-    for entry in active:
+    for entry in plan['active']:
         run_ctx.add_plugin(entry.name, entry.options)
-    extensions = composition.build_extensions(plan['manager'], active, run_ctx)
+    extensions = composition.build_extensions(plan['manager'], plan['active'], run_ctx)
     run_ctx.anchor_count()
+    return run_ctx, extensions, items
 
-    training_set_kwargs = dict(path=config['data'], use_labels=config.get('cond', False),
-                               xflip=config.get('mirror', False), resolution=dataset.resolution)
 
-    written = []
+def new_run_dir(plan, dist):
+    """Rank 0's next free run directory, on every process (made once nothing can fail)."""
+    config, opts = plan['config'], plan['opts']
+    desc = config.get('desc') or f'{plan["dataset"].name}-{plan["cfg"]}-batch{opts.batch}'
+    return dist.broadcast_object(next_run_dir(config['outdir'], desc) if dist.rank == 0 else None)
 
-    def write_snapshot(path, loop):
-        written.append(path)
+
+@contextlib.contextmanager
+def eval_mode(modules):
+    """The extension modules in eval mode (dropout off, batch-norm statistics fixed), as a
+    snapshot opened by `gda metrics` renders them; each submodule's own mode comes back after."""
+    saved = [(sub, sub.training) for module in modules for sub in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for sub, training in saved:
+            sub.training = training
+
+
+class SnapshotWriter:
+    """The loop's save_snapshot(path, loop): a snapshot with everything `gda generate` and
+    --resume need and, with --metrics, the metrics of that snapshot (rank 0)."""
+
+    def __init__(self, plan, run_ctx, source_G, source_info, device, log):
+        config = plan['config']
+        self.plan, self.run_ctx, self.device, self.log = plan, run_ctx, device, log
+        self.source_info = source_info
+        self.kept_source = source_G if config.get('keep_source', True) else None
+        self.training_set_kwargs = dict(path=config['data'], use_labels=config.get('cond', False),
+                                        xflip=config.get('mirror', False),
+                                        resolution=plan['dataset'].resolution)
+        self.written = []
+
+    def __call__(self, path, loop):
+        self.written.append(path)
         save_snapshot(path, dict(
             G=loop.G, D=loop.D, G_ema=loop.G_ema, augment_pipe=loop.augment_pipe,
-            training_set_kwargs=training_set_kwargs,
-            gda=dict(source=source_info,
-                     source_G=source_G if config.get('keep_source', True) else None,
-                     plugins=plugin_records(plan, run_ctx),
-                     loop=dict(loop.loop_state(), **host_state(run_ctx, opts)))))
-        if plan['metrics']:
-            evaluate_at_snapshot(run_dir, path, plan['metrics'], config['data'], device, run_log)
+            training_set_kwargs=self.training_set_kwargs,
+            gda=dict(source=self.source_info, source_G=self.kept_source,
+                     plugins=plugin_records(self.plan, self.run_ctx),
+                     loop=dict(loop.loop_state(), **host_state(self.run_ctx, loop.opts)))))
+        if self.plan['metrics']:
+            self.evaluate(path, loop)
 
-    if rank0:
-        run_metrics.check_detectors(plan['metrics'])   # fail now, not at the first snapshot
-    if resuming:
-        run_dir = resuming
-    else:
-        desc = config.get('desc') or f'{dataset.name}-{plan["cfg"]}-batch{opts.batch}'
-        run_dir = dist.broadcast_object(next_run_dir(config['outdir'], desc) if rank0 else None)
-    loop = TrainingLoop(run_dir, G, D, items, opts, G_ema=G_ema, extensions=extensions,
-                        device=device, dist=dist, save_snapshot=write_snapshot, log=run_log)
-    run_ctx.attach(loop.nets, loop.G_ema, report=loop.stats.report, gen_c=loop.gen_c)
-
-    if resuming:
-        restore(plan, run_ctx, loop, snapshot)
-        loop.last_snapshot, loop.snapshot_iteration = snapshot_path, loop.iteration
-        if loop.done():   # nothing to train: change nothing in the run directory
-            run_log(f'The run already reached its stop condition (iteration {loop.iteration}, '
-                    f'kimg {loop.cur_nimg / 1000:g}); nothing was changed; give a larger --kimg '
-                    f'or --iters to train on')
-            return run_dir
-        if rank0:
-            run_log.attach(run_dir)
-            run_log(f'Resuming {run_dir} from {os.path.basename(snapshot_path)}: iteration '
-                    f'{loop.iteration}, kimg {loop.cur_nimg / 1000:g}, tick {loop.tick}, '
-                    f'{dist.world_size} process(es)')
-            resume.tidy_run_dir(run_dir, loop.iteration, skipped, run_log)
-            resume.record_resume(run_dir, opts, config.get('resume_changed', {}), snapshot_path,
-                                 loop.iteration, loop.cur_nimg, dist.world_size)
-    else:
-        run_ctx.draw_anchors(G.z_dim)
-        if rank0:
-            os.makedirs(run_dir)
-            with atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
-                json.dump(dict(describe(plan, run_ctx), parameters=loop.parameter_counts()), f,
-                          indent=2)
-            run_log.attach(run_dir)
-            run_log(f'Run directory: {run_dir}')
-    run_log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
-            f'{dataset.resolution}px)  device: {device}  processes: {dist.world_size}')
-    for entry in active:   # the values in effect, not None for 'derived from the run'
-        options = ' '.join(f'{composition.option_flag(entry.name, key)}={value}'
-                           for key, value in run_ctx.effective_options(entry.name).items())
-        run_log(f'Plugin {entry.name} ({entry.plugin.origin}) {options}'.rstrip())
-    if not resuming:
-        for entry in active:
-            plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
-        loop.sync_from_rank0()
-        distributed.seed_process(opts.seed, dist)
-    try:
-        loop.run()
-    except TrainingDiverged as error:
-        run_log.record(f'Error: {error}')   # the CLI prints it; log.txt keeps why the run stopped
-        raise
-    if rank0 and written and source_G is not None:
-        comparison.write(run_dir, written[-1], run_log, manager=plan['manager'], device=device,
-                         dataset=dataset)
-    run_log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in '
-            f'{run_dir}')
-    return run_dir
+    def evaluate(self, path, loop):
+        """--metrics: the snapshot just written, evaluated from the live networks as `gda metrics
+        RUN_DIR` evaluates the file (through the run's plugins, with the source G it keeps), with
+        no reload; a record per metric appended to metric-<name>.jsonl, a log line each."""
+        model = generate.Model(loop.nets, self.kept_source, self.run_ctx,
+                               [entry.record() for entry in self.plan['active']], self.device)
+        with eval_mode(list(loop.nets.modules.values()) + list(loop.nets.twins.values())):
+            records = run_metrics.evaluate_snapshot(
+                loop.run_dir, path, self.plan['metrics'], model=model,
+                data=self.plan['config']['data'], kimg=loop.cur_nimg / 1000,
+                iteration=loop.iteration, device=self.device)
+        for record in records.values():
+            self.log(run_metrics.format_record(record))
 
 
-def evaluate_at_snapshot(run_dir, snapshot_path, metrics, data, device, log):
-    """--metrics: evaluate the snapshot just written, as `gda metrics RUN_DIR` would (through the
-    snapshot's plugins), append to metric-<name>.jsonl and log one line per metric."""
-    records = run_metrics.evaluate_snapshot(run_dir, snapshot_path, metrics, data=data,
-                                            device=device)
-    for record in records.values():
-        log(run_metrics.format_record(record))
+def start_run(plan, run_ctx, loop, run_log):
+    """A new run: the latent anchors, then (rank 0) the run directory and its
+    training_options.json."""
+    run_ctx.draw_anchors(loop.G.z_dim)
+    if loop.dist.rank == 0:
+        os.makedirs(loop.run_dir)
+        with atomic_write(os.path.join(loop.run_dir, 'training_options.json'), 'w') as f:
+            json.dump(dict(describe(plan, run_ctx), parameters=loop.parameter_counts()), f,
+                      indent=2)
+        run_log.attach(loop.run_dir)
+        run_log(f'Run directory: {loop.run_dir}')
+
+
+def continue_run(point, plan, run_ctx, loop, run_log):
+    """A resumed run: every state restored, then (rank 0) its directory tidied and the resume
+    recorded. False when the run already reached its stop condition: nothing then changes."""
+    restore(plan, run_ctx, loop, point.snapshot)
+    loop.last_snapshot, loop.snapshot_iteration = point.path, loop.iteration
+    if loop.done():
+        run_log(f'The run already reached its stop condition (iteration {loop.iteration}, '
+                f'kimg {loop.cur_nimg / 1000:g}); nothing was changed; give a larger --kimg '
+                f'or --iters to train on')
+        return False
+    if loop.dist.rank == 0:
+        run_log.attach(point.run_dir)
+        run_log(f'Resuming {point.run_dir} from {os.path.basename(point.path)}: iteration '
+                f'{loop.iteration}, kimg {loop.cur_nimg / 1000:g}, tick {loop.tick}, '
+                f'{loop.dist.world_size} process(es)')
+        resume.tidy_run_dir(point.run_dir, loop.iteration, point.skipped, run_log)
+        resume.record_resume(point.run_dir, plan['opts'], plan['config'].get('resume_changed', {}),
+                             point.path, loop.iteration, loop.cur_nimg, loop.dist.world_size)
+    return True
 
 
 def restore(plan, run_ctx, loop, snapshot):
@@ -406,3 +473,38 @@ def restore(plan, run_ctx, loop, snapshot):
                             f'the plugins the run started with')
         plan['manager'].call(entry.name, 'load_state_dict', run=run_ctx.for_plugin(entry.name),
                              state=dict(saved[entry.name]))
+
+
+def log_run(plan, run_ctx, loop, run_log):
+    """Source, data, device and processes, then each plugin with the option values in effect."""
+    config, dataset = plan['config'], plan['dataset']
+    run_log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
+            f'{dataset.resolution}px)  device: {loop.device}  processes: {loop.dist.world_size}')
+    for entry in plan['active']:   # the values in effect, not None for 'derived from the run'
+        options = ' '.join(f'{composition.option_flag(entry.name, key)}={value}'
+                           for key, value in run_ctx.effective_options(entry.name).items())
+        run_log(f'Plugin {entry.name} ({entry.plugin.origin}) {options}'.rstrip())
+
+
+def setup_plugins(plan, run_ctx, loop):
+    """A new run: each plugin's setup, in order; then every process takes rank 0's weights and
+    its own random streams."""
+    for entry in plan['active']:
+        plan['manager'].call(entry.name, 'setup', run=run_ctx.for_plugin(entry.name))
+    loop.sync_from_rank0()
+    distributed.seed_process(loop.opts.seed, loop.dist)
+
+
+def train_and_finish(plan, loop, writer, source_G, run_log):
+    """Train; then (rank 0, fine-tuning) comparison.png from the last snapshot."""
+    try:
+        loop.run()
+    except TrainingDiverged as error:
+        run_log.record(f'Error: {error}')   # the CLI prints it; log.txt keeps why the run stopped
+        raise
+    if loop.dist.rank == 0 and writer.written and source_G is not None:
+        comparison.write(loop.run_dir, writer.written[-1], run_log, manager=plan['manager'],
+                         device=loop.device, dataset=plan['dataset'])
+    run_log(f'Done: {loop.iteration} iterations, {loop.cur_nimg / 1000:g} kimg. Results in '
+            f'{loop.run_dir}')
+    return loop.run_dir

@@ -18,7 +18,7 @@ from stylegan2_ada.errors import UserError
 
 from . import fid, inception_score, intra_lpips, kid, precision_recall, scs
 from .evaluation import Evaluation, default_generate
-from .pairs import default_pairs, plugin_pipelines
+from .pairs import default_pairs, model_pipelines, plugin_pipelines
 from .records import append_record, snapshot_kimg
 
 METRICS = {module.NAME: module for module in (fid, kid, precision_recall, inception_score, intra_lpips, scs)}
@@ -154,24 +154,37 @@ def evaluate_network(network, metrics, *, data=None, train_data=None, source=Non
         options = dict(options, generate=generate, pairs=pairs)
     records = evaluate(metrics, G.to(device), source_G=source_G.to(device) if source_G is not None else None,
                        data=data, train_data=train_data, device=device, **options)
+    return _labelled(records, loaded['origin']['reference'], [plugin.get('name') for plugin in plugins])
+
+
+def _labelled(records, network, plugins):
+    """Records naming the network file and the plugins it was rendered through."""
     for record in records.values():
-        record['network'] = loaded['origin']['reference']
+        record['network'] = network
         if plugins:
-            record['protocol']['plugins'] = [plugin.get('name') for plugin in plugins]
+            record['protocol']['plugins'] = list(plugins)
     return records
 
 
-def evaluate_snapshot(run_dir, snapshot_path, metrics, *, G=None, source_G=None, generate=None, pairs=None,
-                      data=None, train_data=None, kimg=None, iteration=None, device=None, **options):
+def evaluate_snapshot(run_dir, snapshot_path, metrics, *, model=None, G=None, source_G=None, generate=None,
+                      pairs=None, data=None, train_data=None, kimg=None, iteration=None, device=None, **options):
     """Evaluate one snapshot of a run and append each metric's record to metric-<name>.jsonl.
 
-    Called by the training run at each snapshot: pass the live G_ema (and source_G, and the host's
-    generate/pairs with plugin transforms) to skip reloading; otherwise the file is loaded. source_G
-    may also be a checkpoint reference; it replaces the snapshot's stored source G. data defaults
-    to the snapshot's training set. Returns {metric: record}.
+    The file is loaded unless the networks in memory are given: `model`, the training run's live
+    networks as a gda_core.generate.Model (what `gda train --metrics` passes: rendered as the file
+    would be, through its plugins if it has any, with its source G), or G_ema as `G` (with source_G,
+    and generate/pairs for plugin transforms). source_G may also be a checkpoint reference; it
+    replaces the snapshot's stored source G. data defaults to a loaded snapshot's training set.
+    Returns {metric: record}.
     """
-    loaded = None
-    if G is None:
+    loaded = plugins = None
+    if model is not None:
+        G, source_G = model.G, model.G_s
+        plugins = [record['name'] for record in model.plugins]
+        if plugins:
+            generate, pairs = model_pipelines(model, options.get('truncation_psi', 1.0),
+                                              options.get('noise_mode', 'random'))
+    elif G is None:
         loaded = stylegan2_ada.load(snapshot_path)
     if kimg is None:
         kimg = snapshot_kimg(snapshot_path, loaded)
@@ -184,6 +197,8 @@ def evaluate_snapshot(run_dir, snapshot_path, metrics, *, G=None, source_G=None,
         source_G = _as_generator(source_G) if source_G is not None else None
         records = evaluate(metrics, G, source_G=source_G, generate=generate, pairs=pairs, data=data,
                            train_data=train_data, device=device, **options)
+        if plugins is not None:
+            _labelled(records, str(snapshot_path), plugins)
     for record in records.values():
         record.update(snapshot=os.path.basename(snapshot_path), kimg=kimg, iteration=iteration)
         append_record(run_dir, record)

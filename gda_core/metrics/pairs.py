@@ -31,6 +31,13 @@ def plugin_pipelines(path, device, truncation_psi=1.0, noise_mode='random', sour
     model = host.open_model(path, device=device)
     if source_G is not None:
         model.G_s = source_G.to(model.device).eval().requires_grad_(False)
+    return model_pipelines(model, truncation_psi, noise_mode)
+
+
+def model_pipelines(model, truncation_psi=1.0, noise_mode='random'):
+    """(generate, pairs or None) of a model the plugin host opened (gda_core.generate.Model: a
+    snapshot's, or a training run's live networks), rendered through its plugins."""
+    from .. import generate as host
 
     def generate(z, c):
         return host.render(model, z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)

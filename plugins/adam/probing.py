@@ -21,8 +21,8 @@ from gda_core.fisher import per_sample_fisher
 from stylegan2_ada.extensions import Iteration
 from stylegan2_ada.loss import StyleGAN2Loss
 from stylegan2_ada.reparam import REPARAM_LAYERS, get_weight_reparam, set_weight_reparam
-from stylegan2_ada.training_loop import ema_beta, update_ema
 from stylegan2_ada.training_options import TrainingOptions
+from stylegan2_ada.training_step import ema_beta, update_ema
 
 from .layers import d_layers, g_layers
 from .modulation import KernelModulation
