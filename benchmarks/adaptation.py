@@ -72,11 +72,14 @@ class Config:
     needs: tuple = ()           # detector files without which the method cannot run
     note: str = ''
     shots: int = None           # train on the first N target images only (None: --shots, or all)
+    options: tuple = ()         # more `gda train` arguments (plugin options) of this row
 
 
 CONFIGS = [
     Config('baseline', ()),
     Config('freezed', ('freezed',)),
+    Config('freezed-b16', ('freezed',), options=('--freezed-layers', '5'),
+           note="FreezeD's 256 px proportion at 32 px: D's b32 and b16 frozen, b8 and b4 train"),
     Config('diffaugment', ('diffaugment',)),
     Config('idc', ('idc',)),
     Config('patchd', ('patchd',)),

@@ -47,7 +47,7 @@ def train_args(config, source, data, outdir, iters, seed, device, smoke, rssa_co
             args += SMOKE_OPTIONS.get(name, [])
         if name == 'rssa' and rssa_codes:
             args += ['--rssa-codes', rssa_codes]
-    return args
+    return args + list(config.options)
 
 
 def invert_targets(opts, data, log):
@@ -162,10 +162,14 @@ def append_jsonl(path, entry):
 
 def run_protocol(config, seed, opts):
     """What a finished run must match to be reused by a later invocation."""
-    return dict(config=config.name, plugins=list(config.plugins), seed=seed, iters=opts['iters'],
-                eval_every=opts['eval_every'], batch=BATCH, source_sha256=opts['source_sha256'],
-                data=opts['data_of'](config), smoke=opts['smoke'], device=opts['device'],
-                num_gen=opts['num_gen'], num_pairs=opts['num_pairs'], detector=opts['detector_key'])
+    protocol = dict(config=config.name, plugins=list(config.plugins), seed=seed,
+                    iters=opts['iters'], eval_every=opts['eval_every'], batch=BATCH,
+                    source_sha256=opts['source_sha256'], data=opts['data_of'](config),
+                    smoke=opts['smoke'], device=opts['device'], num_gen=opts['num_gen'],
+                    num_pairs=opts['num_pairs'], detector=opts['detector_key'])
+    if config.options:   # only then, so that runs recorded before options existed stay reusable
+        protocol['options'] = list(config.options)
+    return protocol
 
 
 def train_one(config, seed, opts, evaluate):

@@ -228,3 +228,14 @@ def test_rows_not_yet_run_say_so_in_a_partial_table():
     assert rows['baseline']['status'] == 'ok' and rows['baseline']['kid'] == 1.0
     assert rows['baseline']['curves']['kid'] == [[250, 2.0], [500, 1.0]]
     assert rows['idc']['status'].startswith('not finished') and 'kid' not in rows['idc']
+
+
+def test_a_row_with_plugin_options_passes_them_and_records_them_in_its_protocol():
+    deep, = AD.parse_configs('freezed-b16')
+    plain, = AD.parse_configs('freezed')
+    args = RUNS.train_args(deep, 'source.pkl', 'shots', 'out', 10, 0, None, False)
+    assert args[args.index('--plugin'):] == ['--plugin', 'freezed', '--freezed-layers', '5']
+    opts = dict(iters=10, eval_every=5, source_sha256='x', data_of=lambda config: 'shots',
+                smoke=False, device=None, num_gen=2, num_pairs=2, detector_key='d')
+    assert RUNS.run_protocol(deep, 0, opts)['options'] == ['--freezed-layers', '5']
+    assert 'options' not in RUNS.run_protocol(plain, 0, opts)   # older runs' protocols still match
