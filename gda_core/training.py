@@ -30,7 +30,7 @@ from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import TrainingDiverged, UserError
 from stylegan2_ada.networks import Discriminator, Generator
-from stylegan2_ada.training_config import CFG_NAMES, SOURCE_G, preset_mirror, preset_sources
+from stylegan2_ada.training_config import CFG_NAMES, preset_mirror, preset_sources
 from stylegan2_ada.training_loop import TrainingLoop
 from stylegan2_ada.training_options import PROPOSABLE, build as build_options, use_source_architecture
 

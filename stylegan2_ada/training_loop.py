@@ -18,8 +18,7 @@ from .training_grids import SampleGrids
 from .training_networks import TrainingNetworks
 from .training_options import TrainingOptions
 from .training_state import load_loop_state, loop_state, rank_state, write_snapshot
-from .training_step import (DataSampler, TrainingStep, configure_torch, ema_beta, iteration_rng,
-                            rank_items)
+from .training_step import TrainingStep, configure_torch
 from .training_ticks import (Progress, TickClock, divergence, memory_usage, record_tick,
                              tick_callbacks)
 
@@ -137,7 +136,3 @@ class TrainingLoop(TrainingStep):
             self.save_fakes(f'fakes{self.cur_nimg // 1000:06d}.png')
             write_snapshot(self)
 
-
-# The iteration's parts keep their old import path (from stylegan2_ada.training_loop import ...).
-__all__ = ['TrainingLoop', 'DataSampler', 'Distributed', 'ema_beta', 'iteration_rng',
-           'rank_items']

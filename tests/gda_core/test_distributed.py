@@ -21,7 +21,7 @@ from gda_core.cli import main
 from stylegan2_ada.checkpoint import save_snapshot
 from stylegan2_ada.loss import global_path_length_penalty
 from stylegan2_ada.networks import Discriminator, Generator
-from stylegan2_ada.training_loop import DataSampler, rank_items
+from stylegan2_ada.training_step import DataSampler, rank_items
 
 ITERS = 4
 

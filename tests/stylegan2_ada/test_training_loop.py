@@ -16,8 +16,9 @@ from stylegan2_ada.networks import Discriminator, Generator
 from stylegan2_ada.reparam import get_weight_reparam
 from stylegan2_ada.training_config import resolve
 from stylegan2_ada.training_options import TrainingOptions
-from stylegan2_ada.training_loop import (DataSampler, Distributed, TrainingLoop, ema_beta,
-                                         iteration_rng)
+from stylegan2_ada.distributed import Distributed
+from stylegan2_ada.training_loop import TrainingLoop
+from stylegan2_ada.training_step import DataSampler, ema_beta, iteration_rng
 
 
 class ArrayDataset:

@@ -7,7 +7,8 @@ before its first iteration, and hand-made Iteration objects.
 import torch
 
 from stylegan2_ada.extensions import Iteration
-from stylegan2_ada.training_loop import TrainingLoop, iteration_rng
+from stylegan2_ada.training_loop import TrainingLoop
+from stylegan2_ada.training_step import iteration_rng
 
 from gda_testkit import plugins as HP
 
