@@ -417,7 +417,8 @@ class SnapshotWriter:
         no reload; a record per metric appended to metric-<name>.jsonl, a log line each."""
         model = generate.Model(loop.nets, self.kept_source, self.run_ctx,
                                [entry.record() for entry in self.plan['active']], self.device)
-        with eval_mode(list(loop.nets.modules.values()) + list(loop.nets.twins.values())):
+        with eval_mode(list(loop.nets.modules.values())
+                       + [twin for _, _, twin in loop.nets.ema_pairs]):
             records = run_metrics.evaluate_snapshot(
                 loop.run_dir, path, self.plan['metrics'], model=model,
                 data=self.plan['config']['data'], kimg=loop.cur_nimg / 1000,

@@ -6,12 +6,12 @@
 #        newest snapshot only (~35 MB; build/ is ignored by git, so carry it to the GPU machine)
 #   bash examples/demo/train_source_gpu.sh train build/source-run OUT_DIR  # there: train, measure
 #
-# `train` resumes on CUDA until LIMIT_S seconds (default 420) or TOTAL_KIMG (default 3000) and keeps
-# a snapshot every SNAP ticks (default 25; a tick is 1 kimg in this run); then it measures the newest snapshot's diversity
-# (source_diversity.py, 1,024 samples) and writes into OUT_DIR: train.log, diversity.jsonl and
-# diversity-*.png, the newest fakes*.png, that snapshot itself (to resume on the CPU again) and
-# ship/ (ship_source.py's slimmed source-noto-emoji-32.pkl and source_model.json, ready to copy
-# into gda_core/demo_data if the figures and the pictures say it is recognisable).
+# `train` resumes on CUDA until LIMIT_S seconds (default 420) or TOTAL_KIMG (default 3000), with a
+# snapshot every SNAP ticks (default 25; a tick is 1 kimg in this run); then it measures the newest
+# snapshot's diversity (source_diversity.py, 1,024 samples) and writes into OUT_DIR: train.log,
+# diversity.jsonl and diversity-*.png, the newest fakes<kimg>.png, that snapshot itself (the run's
+# whole state) and ship/ (ship_source.py's slimmed source-noto-emoji-32.pkl and source_model.json,
+# to copy into gda_core/demo_data if the figures and the pictures say it is recognisable).
 set -u
 cd "$(dirname "$0")/../.."
 mode=${1:?usage: train_source_gpu.sh pack RUN_DIR DEST | train RUN_DIR OUT_DIR}
@@ -42,7 +42,7 @@ tail -n 3 "$out/train.log"
 snapshot=$(newest "$run")
 "$python" examples/demo/source_diversity.py "$snapshot" --samples 1024 --log "$out/diversity.jsonl"
 cp "$snapshot" "$out"/
-fakes=$(ls "$run"/fakes*.png 2>/dev/null | sort | tail -n 1)
+fakes=$(ls "$run"/fakes[0-9]*.png 2>/dev/null | sort | tail -n 1)   # not fakes_init.png
 [ -n "$fakes" ] && cp "$fakes" "$out"/
 cp "$run"/diversity-*.png "$out"/
 "$python" examples/demo/ship_source.py "$snapshot" --ship "$out/ship" --diversity "$out/diversity.jsonl"

@@ -32,7 +32,8 @@ def env(tmp_path):
 def make_run(folder):
     folder.mkdir()
     for name in ('training_options.json', 'stats.jsonl', 'log.txt', 'network-snapshot-000004.pkl',
-                 'network-snapshot-000008.pkl', 'fakes000008.png', 'diversity-000008.png'):
+                 'network-snapshot-000008.pkl', 'fakes000008.png', 'fakes_init.png',
+                 'diversity-000008.png'):
         (folder / name).write_text(name)
     return folder
 
@@ -66,4 +67,6 @@ def test_train_resumes_on_cuda_then_measures_and_ships_the_newest_snapshot(env, 
     newest = run_dir / 'network-snapshot-000008.pkl'
     assert diversity.startswith(f'python examples/demo/source_diversity.py {newest} --samples 1024')
     assert ship.startswith(f'python examples/demo/ship_source.py {newest} --ship {out}/ship')
-    assert {'network-snapshot-000008.pkl', 'fakes000008.png', 'diversity-000008.png'} <= set(os.listdir(out))
+    copied = set(os.listdir(out))
+    assert {'network-snapshot-000008.pkl', 'fakes000008.png', 'diversity-000008.png'} <= copied
+    assert 'fakes_init.png' not in copied   # the newest grid, not the one before training
