@@ -245,9 +245,11 @@ def snapshot_scorer(opts, detector, correspondence, data_of_seed=None):
     return evaluate
 
 
-def reference_rows(opts, detector, correspondence, log):
+def reference_rows(opts, detector, correspondence, log, configs=()):
     """What the detector says about fixed sets: the source unadapted, the shots themselves, and
-    two halves of the held-out set (the noise floor of this reference set)."""
+    two halves of the held-out set (the noise floor of this reference set). Configurations that
+    train on fewer shots (`configs`) also get the source's intra-LPIPS clustered by their shots,
+    their curves' starting point (`source_by_config`)."""
     extract = lambda images: detector(images.float(), return_features=True).double().numpy()  # noqa: E731
     with torch.no_grad():
         held = extract(dataset_images(opts['heldout']))
@@ -267,6 +269,16 @@ def reference_rows(opts, detector, correspondence, log):
         rows['source_vs_source_domain'] = results_of(records)
     if correspondence is not None:
         rows['source'].update(correspondence.of_source(opts['source']))
+    by_data = {}
+    for config in configs:
+        target = opts['data_of'](config)
+        if target != opts['data'] and target not in by_data:
+            records = gda_metrics.evaluate_network(opts['source'], ['intra_lpips'],
+                                                   data=opts['heldout'], train_data=target,
+                                                   **metric_options(opts, detector, 0))
+            by_data[target] = results_of(records)
+        if target in by_data:
+            rows.setdefault('source_by_config', {})[config.name] = by_data[target]
     return rows
 
 
@@ -429,7 +441,8 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
             detector_info['retrieval'] = corr.retrieval(detector, *paired)
             content, content_info = build_content_encoder(opts, paired, log)
             scorer = corr.Correspondence(content, *paired, count=num_pairs)
-        reference = reference_rows(opts, detector, scorer, log)
+        reference = reference_rows(opts, detector, scorer, log,
+                                   [config for config, status, _ in planned if status == 'run'])
     except (UserError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     evaluate = snapshot_scorer(opts, detector, scorer)

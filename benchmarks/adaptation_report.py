@@ -64,21 +64,26 @@ CURVE_TITLES = dict(
 
 def write_curves(out, result):
     """adaptation-<metric>.png: every configuration's mean over seeds along training, starting
-    from the unadapted source at iteration 0. Returns {metric: file name}."""
+    from the unadapted source at iteration 0 (scored on the row's own shots where they differ:
+    intra-LPIPS clusters by them). Returns {metric: file name}."""
     written = {}
     source = result['reference']['source']
+    own = result['reference'].get('source_by_config') or {}
     seeds = ', '.join(map(str, result['protocol']['seeds']))
     for key, (title, label) in CURVE_TITLES.items():
         series = {}
         for row in result['rows']:
             points = (row.get('curves') or {}).get(key) or []
             if any(value is not None for _, value in points):
-                series[row['config']] = [(0, source.get(key))] + [tuple(point) for point in points]
+                start = (own.get(row['config']) or {}).get(key, source.get(key))
+                series[row['config']] = [(0, start)] + [tuple(point) for point in points]
         if not series:
             continue
         name = f'adaptation-{key}.png'
-        curves.plot(series, os.path.join(out, name), title, label,
-                    note=f'mean over seeds {seeds}; iteration 0 = the source, not adapted')
+        note = f'mean over seeds {seeds}; iteration 0 = the source, not adapted'
+        if any(key in values for values in own.values()):
+            note += ' (scored on the row\'s own shots)'
+        curves.plot(series, os.path.join(out, name), title, label, note=note)
         written[key] = name
     return written
 
@@ -127,6 +132,12 @@ def markdown(result):
                  ('kid', 'fid', 'intra_lpips', 'scs', 'correspondence')]
         lines.append(f'| {row["config"]} | ' + ' | '.join(cells) + f' | {fmt(row.get("sec_per_kimg"), 0)} | '
                      f'{fmt(row.get("peak_rss_mb"), 0)} | {row_notes(row)} |')
+    own = result['reference'].get('source_by_config') or {}
+    if own:
+        lines += ['', 'Intra-LPIPS clusters samples by the shots a row trains on; the source, not adapted, '
+                  'clustered by the shots of ' + ', '.join(f'{name}: {fmt(values["intra_lpips"])}'
+                                                          for name, values in own.items())
+                  + ' (compare those rows with this, not with the source row).']
     ref = result['reference']
     if ref.get('source_vs_source_domain'):
         own = ref['source_vs_source_domain']

@@ -81,10 +81,10 @@ def plot(series, path, title, ylabel, xlabel='iterations', note=None):
         text = tick_label(value)
         draw.text((x - draw.textlength(text, font=small) / 2, bottom + 6), text, fill=(0, 0, 0), font=small)
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
-    draw.text((left, 12), title, fill=(0, 0, 0), font=large)
+    draw.text((left, 6), title, fill=(0, 0, 0), font=large)
     draw.text(((left + right) / 2 - draw.textlength(xlabel, font=small) / 2, bottom + 30), xlabel,
               fill=(0, 0, 0), font=small)
-    draw.text((8, top - 30), ylabel, fill=(0, 0, 0), font=small)
+    draw.text((8, top - 20), ylabel, fill=(0, 0, 0), font=small)   # below the title: no overlap
     if note:
         draw.text((left, HEIGHT - 24), note, fill=(90, 90, 90), font=small)
     for index, (name, values) in enumerate(points.items()):

@@ -89,6 +89,12 @@ def test_every_configuration_trains_and_gets_every_metric(smoke):
     one_shot = next(run for run in data['runs'] if run['config'] == 'baseline-1shot')
     assert one_shot['shots'] == 1 and '--data ' + str(root / 'work' / 'target-1shot') in one_shot['command']
     assert len(list((root / 'work' / 'target-1shot').iterdir())) == 1
+    # Their curves start from the source clustered by that one shot, not by all the shots.
+    own = data['reference']['source_by_config']
+    assert set(own) == {'baseline-1shot', 'genda-1shot'} and own['baseline-1shot'] == own['genda-1shot']
+    assert own['baseline-1shot']['intra_lpips_clusters'] == 1
+    assert data['reference']['source']['intra_lpips_clusters'] > 1
+    assert 'clustered by the shots of baseline-1shot' in markdown
 
 
 @pytest.fixture(scope='module')
