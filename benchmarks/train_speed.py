@@ -1,4 +1,5 @@
-"""Training speed on the CPU for the fixed configuration of the speed issue (issue 6, item 3).
+"""Training speed on the CPU for the fixed configuration of the speed issue (issue 6, item 3), or
+(--config demo-source) for the demo source's training, optionally with --cpu-bf16 beside it.
 
 res 32, z_dim = w_dim = 128, 2 mapping layers, channel_base 4096, channel_max 128, 'skip' G,
 'resnet' D, batch 8, augpipe bgc with p fixed at 0.2, lazy regularisation (R1 gamma
@@ -9,6 +10,7 @@ code; `--nvidia` measures it again).
     python benchmarks/train_speed.py                        # ours only
     python benchmarks/train_speed.py --nvidia PATH          # also NVIDIA's code, interleaved
     python benchmarks/train_speed.py --threads 1 ...        # robust on a busy machine
+    python benchmarks/train_speed.py --cpu-bf16             # also ours with --cpu-bf16
 
 --nvidia PATH is a checkout of NVlabs/stylegan2-ada-pytorch (never shipped; imported only by the
 worker process that measures it): its networks, AugmentPipe and StyleGAN2Loss are driven by the
@@ -54,8 +56,23 @@ CONFIG = ('res 32, z/w 128, 2 mapping layers, channel_base 4096, channel_max 128
           'and path length (every 4)')
 NET_KWARGS = dict(channel_base=4096, channel_max=128, num_fp16_res=4, conv_clamp=256)
 GAMMA = 0.0002 * RES ** 2 / BATCH
+# --config: the speed issue's (above; NVIDIA's code can run it too) or the demo source's training
+# (examples/demo/train_source.sh: --cfg cifar --cbase 2048 --cmax 128 --zdim 256 --batch 32).
+CONFIGS = {
+    'issue6': dict(describe=CONFIG, batch=BATCH, zdim=128, net=NET_KWARGS, d_architecture='resnet',
+                   mbstd=4, cfg='auto', gamma=GAMMA, p=0.2),
+    'demo-source': dict(describe='res 32, z/w 256, 2 mapping layers, channel_base 2048, channel_max '
+                                 '128, skip G, orig D with minibatch-std groups of 32, batch 32, '
+                                 'bgc p=0.14 fixed, lazy R1 (gamma 0.01, every 16), no path length, '
+                                 'no style mixing (NVIDIA\'s cifar preset at the demo source\'s width)',
+                        batch=32, zdim=256, net=dict(NET_KWARGS, channel_base=2048),
+                        d_architecture='orig', mbstd=32, cfg='cifar', gamma=0.01, p=0.14),
+}
+# Ratios reported: ours (float32) over each other implementation measured.
+RATIOS = [('ours_over_nvidia', 'nvidia'), ('ours_over_baseline', 'baseline'),
+          ('ours_over_ours-bf16', 'ours-bf16')]
 IMPLEMENTATIONS = {'ours': 'ours (gda)', 'nvidia': 'NVIDIA stylegan2-ada-pytorch',
-                   'baseline': 'gda baseline'}
+                   'baseline': 'gda baseline', 'ours-bf16': 'ours, --cpu-bf16'}
 
 
 class RandomImages:
@@ -74,17 +91,20 @@ class RandomImages:
         return self.images[idx], self.get_label(idx)
 
 
-def build_ours(run_dir):
-    """Our TrainingLoop on this config; returns its step function."""
+def build_ours(run_dir, config, cpu_bf16=False):
+    """Our TrainingLoop on CONFIGS[config] (the fp16 blocks in bfloat16 with `cpu_bf16`); returns
+    its step function."""
+    c = CONFIGS[config]
     torch.manual_seed(0)
-    G = Generator(z_dim=128, c_dim=0, w_dim=128, img_resolution=RES, img_channels=3,
+    G = Generator(z_dim=c['zdim'], c_dim=0, w_dim=c['zdim'], img_resolution=RES, img_channels=3,
                   mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(architecture='skip', **NET_KWARGS))
-    D = Discriminator(c_dim=0, img_resolution=RES, img_channels=3, architecture='resnet',
-                      epilogue_kwargs=dict(mbstd_group_size=4), **NET_KWARGS)
-    opts, _ = resolve('auto', RES, dict(batch=BATCH))
-    opts.update(iters=None, kimg=None, batch_gpu=BATCH, seed=0, aug='fixed', augpipe='bgc', p=0.2,
-                gamma=GAMMA, tick=1e9, snap=0)
+                  synthesis_kwargs=dict(architecture='skip', **c['net']))
+    D = Discriminator(c_dim=0, img_resolution=RES, img_channels=3,
+                      architecture=c['d_architecture'],
+                      epilogue_kwargs=dict(mbstd_group_size=c['mbstd']), **c['net'])
+    opts, _ = resolve(c['cfg'], RES, dict(batch=c['batch']))
+    opts.update(iters=None, kimg=None, batch_gpu=c['batch'], seed=0, aug='fixed', augpipe='bgc',
+                p=c['p'], gamma=c['gamma'], tick=1e9, snap=0, cpu_bf16=cpu_bf16)
     loop = TrainingLoop(run_dir, G, D, RandomImages(), TrainingOptions(**opts),
                         log=lambda *a, **k: None)
     return loop.step
@@ -168,7 +188,8 @@ class Worker:
     built and warmed up once, then timed block by block on request."""
 
     def __init__(self, impl, args):
-        command = [sys.executable, __file__, '--worker', impl, '--threads', str(args.threads)]
+        command = [sys.executable, __file__, '--worker', impl, '--threads', str(args.threads),
+                   '--config', args.config]
         if args.nvidia:
             command += ['--nvidia', args.nvidia]
         env = dict(os.environ)
@@ -196,7 +217,8 @@ def serve(impl, args):
     """Worker side: build, warm up, then answer 'block' (time 16 iterations) and 'profile N'."""
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as run_dir:
-        step = build_nvidia(args.nvidia) if impl == 'nvidia' else build_ours(run_dir)
+        step = (build_nvidia(args.nvidia) if impl == 'nvidia'
+                else build_ours(run_dir, args.config, cpu_bf16=(impl == 'ours-bf16')))
         for _ in range(BLOCK):
             step()
         print(json.dumps(dict(ready=True, pid=os.getpid(), threads=torch.get_num_threads(),
@@ -248,10 +270,10 @@ def _busy_cpu():
         getattr(times, 'softirq', 0)
 
 
-def summarise(name, blocks):
+def summarise(name, blocks, batch):
     wall = statistics.median(b['wall'] for b in blocks)
     return dict(implementation=name, sec_per_iter=round(wall, 4),
-                sec_per_kimg=round(wall * 1000 / BATCH, 1),
+                sec_per_kimg=round(wall * 1000 / batch, 1),
                 cpu_sec_per_iter=round(statistics.median(b['cpu'] for b in blocks), 4),
                 blocks_sec_per_iter=[round(b['wall'], 4) for b in blocks])
 
@@ -261,13 +283,14 @@ def write_markdown(path, result):
             f"{r['cpu_sec_per_iter']:.3f} | "
             f"{min(r['blocks_sec_per_iter']):.3f}-{max(r['blocks_sec_per_iter']):.3f} |"
             for r in result['results']]
-    if 'ours_over_nvidia' not in result:
+    if 'ours_over_nvidia' not in result and result['config'] == CONFIG:
         rows.append(f'| NVIDIA (offline.md, not measured here) | {NVIDIA_REFERENCE:.2f} | '
                     f'{NVIDIA_REFERENCE * 1000 / BATCH:.0f} | | |')
     lines = ['# CPU training speed', '', f"Config: {result['config']}.", '',
              '| implementation | s/iter (median) | s/kimg | CPU s/iter | 16-iteration blocks |',
              '|---|---|---|---|---|', *rows, '']
-    for key, other in [('ours_over_nvidia', "NVIDIA's"), ('ours_over_baseline', 'the baseline')]:
+    for key, other in [('ours_over_nvidia', "NVIDIA's"), ('ours_over_baseline', 'the baseline'),
+                       ('ours_over_ours-bf16', 'ours with --cpu-bf16')]:
         if key in result:
             lines += [f"Ours / {other} time per iteration (median over adjacent block pairs): "
                       f"{result[key]:.3f}.", '']
@@ -294,6 +317,12 @@ def main():
     parser.add_argument('--baseline', metavar='PATH',
                         help='another gda tree (e.g. a `git worktree` of an older commit) to '
                              'measure beside this one')
+    parser.add_argument('--config', choices=list(CONFIGS), default='issue6',
+                        help='what to train: the speed issue\'s configuration (default) or the '
+                             'demo source\'s (examples/demo/train_source.sh)')
+    parser.add_argument('--cpu-bf16', action='store_true',
+                        help='also measure ours with `gda train --cpu-bf16` (NVIDIA\'s fp16 blocks '
+                             'in bfloat16)')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='also print the top-N ops of each implementation (16 iterations)')
     parser.add_argument('--out', default='benchmarks/results/train_speed.json')
@@ -305,9 +334,12 @@ def main():
         parser.error(f'--nvidia {args.nvidia} is not a checkout of stylegan2-ada-pytorch '
                      f'(no training/networks.py there)')
 
+    if args.nvidia and args.config != 'issue6':
+        parser.error('--nvidia runs the speed issue\'s configuration only; drop --config')
     if args.baseline and not (pathlib.Path(args.baseline) / 'stylegan2_ada').is_dir():
         parser.error(f'--baseline {args.baseline} has no stylegan2_ada package')
-    impls = ['ours'] + ['nvidia'] * bool(args.nvidia) + ['baseline'] * bool(args.baseline)
+    impls = (['ours'] + ['nvidia'] * bool(args.nvidia) + ['baseline'] * bool(args.baseline)
+             + ['ours-bf16'] * args.cpu_bf16)
     workers = [Worker(impl, args) for impl in impls]
     try:
         ready = [json.loads(w.process.stdout.readline() or '{}') for w in workers]
@@ -324,8 +356,9 @@ def main():
         for w in workers:
             w.close()
 
-    result = dict(config=CONFIG, batch=BATCH,
-                  results=[summarise(name, b) for name, b in blocks.items()],
+    batch = CONFIGS[args.config]['batch']
+    result = dict(config=CONFIGS[args.config]['describe'], batch=batch,
+                  results=[summarise(name, b, batch) for name, b in blocks.items()],
                   nvidia_reference_sec_per_iter=NVIDIA_REFERENCE,
                   other_busy_cores=round(load.other_cores, 2),
                   load_average=[round(v, 2) for v in os.getloadavg()],
@@ -336,7 +369,7 @@ def main():
                   command='python benchmarks/train_speed.py' + ''.join(
                       f' {a}' for a in sys.argv[1:]))
     names = list(blocks)
-    for key, other in [('ours_over_nvidia', 'nvidia'), ('ours_over_baseline', 'baseline')]:
+    for key, other in RATIOS:
         if other in impls:
             ours, theirs = blocks[names[0]], blocks[names[impls.index(other)]]
             result[key] = round(statistics.median(a['wall'] / b['wall']
@@ -345,7 +378,7 @@ def main():
         print(f"{r['implementation']:<30s} {r['sec_per_iter']:.3f} s/iter  "
               f"{r['sec_per_kimg']:.1f} s/kimg  CPU {r['cpu_sec_per_iter']:.3f} s/iter  "
               f"blocks {r['blocks_sec_per_iter']}")
-    for key in ('ours_over_nvidia', 'ours_over_baseline'):
+    for key, _ in RATIOS:
         if key in result:
             print(f"{key.replace('_', ' ')}: {result[key]:.3f} (median ratio of adjacent blocks)")
     print(f"other processes kept {result['other_busy_cores']:.2f} cores busy")

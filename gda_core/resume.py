@@ -4,7 +4,8 @@ NVIDIA's --resume restarts kimg and the ADA p; ours restores everything the loop
 (TrainingLoop.loop_state) plus the plugins' state_dict, the anchors and the networks, so that
 N iterations straight and N/2 + resume + N/2 give identical weights. The run's options come
 from RUN_DIR/training_options.json: the command line may only repeat them, or change the few that
-leave the training itself alone (CHANGEABLE). A snapshot that cannot be read (a kill while it was
+say when it stops, how often it reports, and where and in which CPU precision it runs (CHANGEABLE;
+a resume that changes the device or --cpu-bf16 goes on exactly, in other arithmetic). A snapshot that cannot be read (a kill while it was
 written with an older gda, a full disk, a copy gone wrong) is skipped with a warning naming it.
 """
 
@@ -24,8 +25,9 @@ SNAPSHOT_RE = re.compile(r'^network-snapshot-(\d+)\.pkl$')
 LOOP_KEYS = ('cur_nimg', 'iteration', 'tick', 'sampler_position', 'optimizers', 'rng',
              'core_options')
 
-# Options a resumed run may change: when it stops, how often it logs and snapshots, where it runs.
-CHANGEABLE = ('kimg', 'iters', 'tick', 'snap', 'metrics', 'device', 'gpus')
+# Options a resumed run may change: when it stops, how often it logs and snapshots, where and in
+# which CPU precision it runs.
+CHANGEABLE = ('kimg', 'iters', 'tick', 'snap', 'metrics', 'device', 'gpus', 'cpu_bf16')
 # Options that name a new run directory: meaningless with --resume.
 NEW_RUN_ONLY = ('outdir', 'desc')
 TOP_LEVEL = ('data', 'source')
@@ -126,7 +128,7 @@ def resume_config(config, given, given_plugins):
         options['batch_gpu'] = None   # derived from the process count: derive it again
     if 'kimg' in given or 'iters' in given:
         options['kimg'], options['iters'] = given.get('kimg'), given.get('iters')
-    for name in ('tick', 'snap'):
+    for name in ('tick', 'snap', 'cpu_bf16'):
         options[name] = given.get(name, options[name])
     changed = {name: given[name] for name in CHANGEABLE if name in given}
     recorded = {key: how for key, how in saved.get('option_origin', {}).items()

@@ -24,7 +24,7 @@ import torch
 
 import stylegan2_ada
 from stylegan2_ada.augment_specs import AUGPIPE_NAMES
-from stylegan2_ada import distributed
+from stylegan2_ada import distributed, precision
 from stylegan2_ada.checkpoint import atomic_write, save_snapshot
 from stylegan2_ada.checkpoint.presets import preset_names
 from stylegan2_ada.dataset import ImageFolderDataset
@@ -480,7 +480,8 @@ def log_run(plan, run_ctx, loop, run_log):
     """Source, data, device and processes, then each plugin with the option values in effect."""
     config, dataset = plan['config'], plan['dataset']
     run_log(f'Source: {config["source"]}  data: {config["data"]} ({len(dataset)} images, '
-            f'{dataset.resolution}px)  device: {loop.device}  processes: {loop.dist.world_size}')
+            f'{dataset.resolution}px)  device: {loop.device}'
+            f'{" (bfloat16 blocks)" if precision.cpu_bf16 else ""}  processes: {loop.dist.world_size}')
     for entry in plan['active']:   # the values in effect, not None for 'derived from the run'
         options = ' '.join(f'{composition.option_flag(entry.name, key)}={value}'
                            for key, value in run_ctx.effective_options(entry.name).items())

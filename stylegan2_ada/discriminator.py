@@ -9,6 +9,7 @@ API: `D(img, c, return_features=True)` also returns a dict of fp32 features in l
 import numpy as np
 import torch
 
+from . import precision
 from .generator import make_recorder
 from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork, _check_shape
 from .ops import upfirdn2d
@@ -65,8 +66,8 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def forward(self, x, img, force_fp32=False, record=None):
         device = (x if x is not None else img).device
-        use_fp16 = self.use_fp16 and not force_fp32 and device.type == 'cuda'
-        dtype = torch.float16 if use_fp16 else torch.float32
+        use_fp16 = self.use_fp16 and not force_fp32
+        dtype = precision.reduced_dtype(device) if use_fp16 else torch.float32
         memory_format = (torch.channels_last if self.channels_last and not force_fp32
                          else torch.contiguous_format)
 

@@ -11,6 +11,7 @@ import torch
 
 from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork, modulated_conv2d
 from .layers import _check_shape
+from . import precision
 from .ops import bias_act, upfirdn2d
 from .persistence import persistent_class
 
@@ -172,9 +173,9 @@ class SynthesisBlock(torch.nn.Module):
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, record=None,
                 **layer_kwargs):
         w_iter = iter(ws.unbind(dim=1))
-        # fp16 only on CUDA: CPU half-precision convolutions are slow and inexact.
-        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'
-        dtype = torch.float16 if use_fp16 else torch.float32
+        # fp16 on CUDA; on the CPU float32, or bfloat16 with precision.cpu_bf16.
+        use_fp16 = self.use_fp16 and not force_fp32
+        dtype = precision.reduced_dtype(ws.device) if use_fp16 else torch.float32
         memory_format = (torch.channels_last if self.channels_last and not force_fp32
                          else torch.contiguous_format)
         if fused_modconv is None:

@@ -37,7 +37,7 @@ class TrainingLoop(TrainingStep):
         if not isinstance(opts, TrainingOptions):
             raise TypeError(f'opts must be TrainingOptions, got {type(opts).__name__}')
         device = torch.device(device)
-        configure_torch(device)
+        configure_torch(device, opts.cpu_bf16)
         dist = dist or Distributed()
         networks = TrainingNetworks(G, D, extensions or Extensions(), dataset, opts, device,
                                     G_ema=G_ema)

@@ -48,6 +48,8 @@ class TrainingOptions:
     zdim: Optional[int] = None           # z and w dimension; None: 512
     mbstd: Optional[int] = 4             # D's minibatch-std group (at most batch_gpu); None: off
     d_architecture: str = 'resnet'       # D: 'resnet', 'skip' or 'orig'
+    # Execution.
+    cpu_bf16: bool = False               # CPU: NVIDIA's fp16 blocks compute in bfloat16 (stylegan2_ada/precision.py)
     # Output.
     grid_size: int = 16                  # images in fakes*.png
 

@@ -13,6 +13,7 @@ from operator import attrgetter
 import numpy as np
 import torch
 
+from . import precision
 from .augment import AUGPIPE_SPECS, AdaController, AugmentPipe
 from .cpu_allocator import keep_freed_memory
 from .extensions import Iteration, LatentBatch
@@ -99,8 +100,9 @@ def update_ema(ema, live, beta):
         b_ema.copy_(b)
 
 
-def configure_torch(device):
+def configure_torch(device, cpu_bf16=False):
     """Process-wide settings of NVIDIA's training loop, set before any network is built."""
+    precision.cpu_bf16 = cpu_bf16 and device.type == 'cpu'
     # R1 and path length skip the inner weight gradients, and R1's double backward through ADA's
     # grid_sample uses our own derivative (torch's CUDA grid_sampler_2d_backward has none:
     # "derivative ... is not implemented").

@@ -86,3 +86,13 @@ def test_status_measures_the_newest_run(env, tmp_path):
     assert run(env, work, '--status').returncode == 0
     assert calls(env)[-1] == (f'python examples/demo/source_diversity.py {work}/runs/00000-demo-source '
                               f'--data {env["DATA"]} --log {work}/diversity.jsonl')
+
+
+def test_cpu_bf16_reaches_both_the_first_call_and_the_resumes(env, tmp_path):
+    work = tmp_path / 'work'
+    env = dict(env, CPU_BF16='1')
+    run(env, work)
+    assert run(env, work).returncode == 0
+    first, resumed = calls(env)
+    assert '--source none' in first and first.endswith('--kimg 10 --cpu-bf16')
+    assert resumed == f'train --resume {work}/runs/00000-demo-source --kimg 10 --cpu-bf16'

@@ -355,3 +355,27 @@ def test_a_full_disk_at_a_snapshot_is_one_line_and_the_previous_snapshot_resumes
     result = gda(runs['manager'], '--resume', run_dir, '--iters', 4)
     assert result.exit_code == 0, result.output
     assert snapshot(run_dir)['gda']['loop']['iteration'] == 4
+
+
+def test_cpu_bf16_is_recorded_and_logged_and_a_resume_may_turn_it_off(tiny, tmp_path):
+    """--cpu-bf16 changes the arithmetic of a run from scratch (NVIDIA's fp16 blocks), is kept in
+    training_options.json, and, like --device, may change when the run is resumed."""
+    data, _ = tiny
+    manager = HP.manager()
+    scratch = ['--data', data, '--source', 'none', '--cfg', 'cifar', '--cbase', 256, '--cmax', 16,
+               '--zdim', 16, '--map', 1, '--batch', 4, '--tick', 0.008, '--snap', 1]
+    bf16 = gda(manager, *scratch, '--outdir', tmp_path / 'bf16', '--iters', 2, '--cpu-bf16')
+    fp32 = gda(manager, *scratch, '--outdir', tmp_path / 'fp32', '--iters', 2)
+    assert bf16.exit_code == 0 and fp32.exit_code == 0, bf16.output + fp32.output
+    assert 'device: cpu (bfloat16 blocks)' in bf16.output
+    assert 'device: cpu ' in fp32.output and 'bfloat16' not in fp32.output
+    run_dir = run_dir_in(tmp_path / 'bf16')
+    with open(os.path.join(run_dir, 'training_options.json')) as file:
+        assert json.load(file)['options']['cpu_bf16'] is True
+    a, b = snapshot(run_dir), snapshot(run_dir_in(tmp_path / 'fp32'))
+    assert not torch.equal(a['G']['state_dict']['synthesis.b16.conv1.weight'],
+                           b['G']['state_dict']['synthesis.b16.conv1.weight'])
+    resumed = gda(manager, '--resume', run_dir, '--iters', 4, '--no-cpu-bf16')
+    assert resumed.exit_code == 0, resumed.output
+    assert 'device: cpu ' in resumed.output and 'bfloat16' not in resumed.output
+    assert stats(run_dir)[-1]['iteration'] == 4
