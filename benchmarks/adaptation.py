@@ -246,8 +246,9 @@ def snapshot_scorer(opts, detector, correspondence, data_of_seed=None):
 
 
 def reference_rows(opts, detector, correspondence, log, configs=()):
-    """What the detector says about fixed sets: the source unadapted, the shots themselves, and
-    two halves of the held-out set (the noise floor of this reference set). Configurations that
+    """What the detector says about fixed sets: the source unadapted, the shots themselves, two
+    halves of the held-out set (the noise floor of this reference set) and, given --source-data,
+    the source domain's real images (the domain gap). Configurations that
     train on fewer shots (`configs`) also get the source's intra-LPIPS clustered by their shots,
     their curves' starting point (`source_by_config`)."""
     extract = lambda images: detector(images.float(), return_features=True).double().numpy()  # noqa: E731
@@ -258,6 +259,11 @@ def reference_rows(opts, detector, correspondence, log, configs=()):
         shots=dict(kid=kernel_inception_distance(shots, held), fid=fid_from_features(shots, held)),
         heldout_halves=dict(kid=kernel_inception_distance(held[0::2], held[1::2]),
                             fid=fid_from_features(held[0::2], held[1::2])))
+    if opts['source_data']:   # the domain gap itself: a perfect, unadapted source would score this
+        with torch.no_grad():
+            real_source = extract(dataset_images(opts['source_data']))
+        rows['source_domain'] = dict(kid=kernel_inception_distance(real_source, held),
+                                     fid=fid_from_features(real_source, held))
     log('Scoring the source generator (not adapted) ...')
     records = gda_metrics.evaluate_network(opts['source'], ['kid', 'fid', 'intra_lpips'],
                                            data=opts['heldout'], train_data=opts['data'],

@@ -149,7 +149,12 @@ def markdown(result):
               f'KID {fmt(ref["shots"]["kid"])} (FID {fmt(ref["shots"]["fid"], 2)}); one half '
               f'of the held-out images vs the other KID {fmt(ref["heldout_halves"]["kid"])} '
               f'(FID {fmt(ref["heldout_halves"]["fid"], 2)}): differences between methods smaller '
-              'than that are noise.', '']
+              'than that are noise.'
+              + (f' The source domain\'s real images vs the held-out images: KID '
+                 f'{fmt(ref["source_domain"]["kid"])} (FID {fmt(ref["source_domain"]["fid"], 2)}), the '
+                 'domain gap: what a perfect source scores before adaptation, and what an adapted '
+                 'generator must beat to be closer to the target than the source domain itself is.'
+                 if ref.get('source_domain') else ''), '']
     if result.get('curves'):
         lines += ['Curves (mean over seeds, iteration 0 = the source): '
                   + ', '.join(f'[{key}]({name})' for key, name in result['curves'].items()) + '.', '']

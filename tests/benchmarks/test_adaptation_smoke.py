@@ -129,6 +129,9 @@ def test_runs_are_scored_along_training_with_correspondence_and_curves(curves_ru
     assert content['pairs_trained'] == 3 and content['retrieval_unseen']['pairs'] == 3
     assert 0 <= data['reference']['source']['correspondence'] <= 1
     assert math.isfinite(data['reference']['source_vs_source_domain']['kid'])
+    gap = data['reference']['source_domain']   # --source-data's real images vs the held-out set
+    assert math.isfinite(gap['kid']) and math.isfinite(gap['fid'])
+    assert f"held-out images: KID {gap['kid']:.3f}" in (root / 'out' / 'adaptation.md').read_text()
     assert data['detector']['training_images'] == dict(target=4, heldout=8, source_images=6)
     for name in data['curves'].values():
         assert (root / 'out' / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
