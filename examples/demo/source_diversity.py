@@ -94,6 +94,21 @@ def snapshots_of(path):
                   if re.fullmatch(r'network-snapshot-\d+\.pkl', name))
 
 
+def logged_snapshots(log):
+    """Names of the snapshots a JSON-lines log already holds (measured before: skipped)."""
+    if not log or not os.path.isfile(log):
+        return set()
+    return {json.loads(line)['snapshot'] for line in open(log) if line.strip()}
+
+
+def report(record, log):
+    """Print a record and append it to the log, if any."""
+    print(json.dumps(record), flush=True)
+    if log:
+        with open(log, 'a') as file:
+            file.write(json.dumps(record) + '\n')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('path', help='a run directory (every snapshot) or one snapshot .pkl')
@@ -103,9 +118,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     try:
-        done = set()
-        if args.log and os.path.isfile(args.log):
-            done = {json.loads(line)['snapshot'] for line in open(args.log) if line.strip()}
+        done = logged_snapshots(args.log)
         todo = [path for path in snapshots_of(args.path) if os.path.basename(path) not in done]
         if not todo:
             print('nothing new to measure')
@@ -116,11 +129,7 @@ def main(argv=None):
         for path in todo:
             kimg = re.findall(r'\d+', os.path.basename(path))
             grid = os.path.join(os.path.dirname(path), f'diversity-{kimg[-1] if kimg else "x"}.png')
-            record = measure(path, reals, real_pairwise, grid, args.samples)
-            print(json.dumps(record))
-            if args.log:
-                with open(args.log, 'a') as file:
-                    file.write(json.dumps(record) + '\n')
+            report(measure(path, reals, real_pairwise, grid, args.samples), args.log)
     except UserError as error:
         print(f'Error: {error}', file=sys.stderr)
         return 2

@@ -6,7 +6,9 @@ diversity figures: whether a longer run is still getting better.
 
     python examples/demo/source_fid.py RUN_DIR_OR_PKL [--every 40] [--log source-fid.jsonl]
 
-The numbers are in the detector's own units, comparable with the benchmark's table ("the source
+Each call first prints the detector's reference figures: one half of the Noto set against the other
+(the noise floor) and the Noto set against the held-out Twemoji (the style gap). The numbers are in
+the detector's own units, comparable with the benchmark's table ("the source
 generator against its own domain"), not with Inception FID/KID in papers.
 """
 
@@ -26,7 +28,7 @@ import adaptation  # noqa: E402  (benchmarks/: the detector exactly as the bench
 import stylegan2_ada  # noqa: E402
 from gda_core import demo_data  # noqa: E402
 from gda_core import metrics as gda_metrics  # noqa: E402
-from source_diversity import snapshots_of  # noqa: E402
+from source_diversity import logged_snapshots, report, snapshots_of  # noqa: E402
 from stylegan2_ada.errors import UserError  # noqa: E402
 
 SAMPLES = 1000   # generated images per figure, as the benchmark's --num-gen
@@ -44,6 +46,19 @@ def kimg_of(snapshot):
     """The training progress a run's snapshot records (None for a slimmed, shipped network)."""
     loop = (stylegan2_ada.load(snapshot).get('gda') or {}).get('loop') or {}
     return round(loop['cur_nimg'] / 1000, 2) if 'cur_nimg' in loop else None
+
+
+@torch.no_grad()
+def reference_figures(opts, detector):
+    """What the detector says of real images alone: one half of the Noto set against the other
+    (its noise floor: a generator as good as the data scores about this) and the Noto set against
+    the held-out Twemoji (the style gap)."""
+    extract = lambda images: detector(images.float(), return_features=True).double().numpy()  # noqa: E731
+    noto = extract(adaptation.dataset_images(opts['source_data']))
+    twemoji = extract(adaptation.dataset_images(opts['heldout']))
+    pair = lambda a, b: dict(kid=round(adaptation.kernel_inception_distance(a, b), 4),  # noqa: E731
+                             fid=round(adaptation.fid_from_features(a, b), 4))
+    return dict(noto_halves=pair(noto[0::2], noto[1::2]), noto_vs_twemoji=pair(noto, twemoji))
 
 
 @torch.no_grad()
@@ -82,9 +97,7 @@ def main(argv=None):
     parser.add_argument('--samples', type=int, default=SAMPLES)
     args = parser.parse_args(argv)
     try:
-        done = set()
-        if args.log and os.path.isfile(args.log):
-            done = {json.loads(line)['snapshot'] for line in open(args.log) if line.strip()}
+        done = logged_snapshots(args.log)
         todo = [path for path in every_nth_kimg(snapshots_of(args.path), args.every)
                 if os.path.basename(path) not in done]
         if not todo:
@@ -92,12 +105,9 @@ def main(argv=None):
             return 0
         opts = benchmark_options(args.samples)
         detector, _ = adaptation.build_detector(opts, lambda message: print(message, file=sys.stderr))
+        print(json.dumps(dict(reference=reference_figures(opts, detector))), flush=True)
         for path in todo:
-            record = measure(path, opts, detector)
-            print(json.dumps(record), flush=True)
-            if args.log:
-                with open(args.log, 'a') as file:
-                    file.write(json.dumps(record) + '\n')
+            report(measure(path, opts, detector), args.log)
     except UserError as error:
         print(f'Error: {error}', file=sys.stderr)
         return 2

@@ -2,7 +2,6 @@
 
 import base64
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -14,18 +13,14 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from gda_testkit.examples import load_demo_script
 from stylegan2_ada.dataset import ImageFolderDataset
 from stylegan2_ada.errors import UserError
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'demo' / 'make_demo_data.py'
 
 
 @pytest.fixture(scope='module')
 def demo():
-    spec = importlib.util.spec_from_file_location('make_demo_data', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_demo_script('make_demo_data')
 
 
 def entry(name, sort_order, subcategory='face-smiling', category='Smileys & Emotion', google=True,

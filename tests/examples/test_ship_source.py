@@ -1,24 +1,19 @@
 """examples/demo/ship_source.py: a training snapshot slimmed to what fine-tuning needs."""
 
 import hashlib
-import importlib.util
 import json
 import pathlib
 
 import torch
 
 from gda_core import training
+from gda_testkit.examples import load_demo_script
 from stylegan2_ada.checkpoint import save_snapshot
 from stylegan2_ada.networks import Discriminator, Generator
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'demo' / 'ship_source.py'
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('ship_source', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_demo_script('ship_source')
 
 
 def tiny_snapshot(path):

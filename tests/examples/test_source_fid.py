@@ -1,23 +1,18 @@
 """examples/demo/source_fid.py: the benchmark detector's KID/FID of a source run's snapshots."""
 
-import importlib.util
 import json
 import math
-import pathlib
 
 import pytest
 
 from gda_testkit import plugins as HP
+from gda_testkit.examples import load_demo_script
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'demo' / 'source_fid.py'
 
 
 @pytest.fixture(scope='module')
 def script():
-    spec = importlib.util.spec_from_file_location('source_fid', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_demo_script('source_fid')
 
 
 def test_every_keeps_the_first_snapshot_past_each_multiple_and_the_newest(script):
@@ -28,7 +23,7 @@ def test_every_keeps_the_first_snapshot_past_each_multiple_and_the_newest(script
     assert script.every_nth_kimg(uneven, 40) == [uneven[i] for i in (0, 2, 4, 6, 7)]
 
 
-def test_a_run_is_measured_once_per_snapshot(script, tmp_path, monkeypatch):
+def test_a_run_is_measured_once_per_snapshot(script, tmp_path, monkeypatch, capsys):
     noto, twemoji = HP.write_images(tmp_path / 'noto', seed=1), HP.write_images(tmp_path / 'tw', seed=2)
     shots = HP.write_images(tmp_path / 'shots', count=4, seed=3)
     run = tmp_path / 'run'
@@ -39,6 +34,9 @@ def test_a_run_is_measured_once_per_snapshot(script, tmp_path, monkeypatch):
     monkeypatch.setattr(script, 'benchmark_options', lambda samples: dict(options, num_gen=samples))
     log = tmp_path / 'fid.jsonl'
     assert script.main([str(run), '--log', str(log), '--samples', '8']) == 0
+    reference = json.loads(capsys.readouterr().out.splitlines()[0])['reference']
+    assert set(reference) == {'noto_halves', 'noto_vs_twemoji'}
+    assert all(math.isfinite(v) for pair in reference.values() for v in pair.values())
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert record['snapshot'] == 'network-snapshot-000000.pkl' and record['samples'] == 8
     for domain in ('noto', 'twemoji'):
