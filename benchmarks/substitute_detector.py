@@ -57,6 +57,10 @@ LIMITS = [
     'Instance discrimination does not teach it that two styles of one emoji are the same thing; '
     'cross-style retrieval (above) says how far it sees that anyway, and bounds the correspondence '
     'numbers.',
+    'Its views change geometry and brightness, not hue, so colour alone tells most images apart: '
+    'it reads palettes and layout more than shapes, and blobs in emoji colours can score as close '
+    'to real emoji as real emoji do (examples/demo/source_fid.py on the source run, docs/demo.md). '
+    'Whether samples can be named is for the pictures to show.',
 ]
 
 
