@@ -187,10 +187,11 @@ def build_detector(opts, log):
     else:
         source_domain, kind = source_samples(opts['source'], len(target) + len(heldout)), 'source_samples'
     images = torch.cat([target, heldout, source_domain])
-    settings = dict(steps=opts['detector_steps'])
+    settings = dict(steps=opts['detector_steps'], views=opts['detector_views'])
     encoder, info = substitute_detector.load_or_train(images, seed=opts['detector_seed'],
                                                       use_cache=opts['cache'], log=log, **settings)
-    info.update(description=substitute_detector.DESCRIPTION, limits=substitute_detector.LIMITS,
+    info.update(description=substitute_detector.DESCRIPTION,
+                limits=substitute_detector.limits(opts['detector_views']),
                 training_images={'target': len(target), 'heldout': len(heldout), kind: len(source_domain)})
     return encoder, info
 
@@ -206,7 +207,8 @@ def build_content_encoder(opts, paired, log):
     pairs = torch.stack([trained, trained + count], 1)
     encoder, info = substitute_detector.load_or_train(images, seed=opts['detector_seed'], pairs=pairs,
                                                       use_cache=opts['cache'], log=log,
-                                                      steps=opts['detector_steps'])
+                                                      steps=opts['detector_steps'],
+                                                      views='geometry')   # colours tie the styles
     unseen = torch.arange(1, count, 2)
     info = {k: v for k, v in info.items() if k != 'cached'}
     info.update(paired_items=count, pairs_trained=len(trained),
@@ -372,6 +374,7 @@ def paired_sets(data, heldout, source_data, pairs):
 @click.option('--num-gen', type=click.IntRange(min=2), default=1000, show_default=True, help='Generated images for KID, FID and intra-LPIPS')
 @click.option('--num-pairs', type=click.IntRange(min=1), default=500, show_default=True, help='Source/adapted pairs for SCS and correspondence')
 @click.option('--detector-steps', type=click.IntRange(min=1), default=substitute_detector.DEFAULTS['steps'], show_default=True, help='Training steps of the substitute detector')
+@click.option('--detector-views', type=click.Choice(substitute_detector.VIEWS), default=substitute_detector.DEFAULTS['views'], show_default=True, help="What the detector's training views change besides geometry: colour (hue, saturation, grey: it must see shapes) or geometry (hue kept: it reads mostly colours; the tables before December 2026)")
 @click.option('--detector-seed', type=int, default=0, show_default=True, help='Seed of the substitute detector')
 @click.option('--threads', type=click.IntRange(min=1), default=1, show_default=True, help='CPU threads per training run (more threads on a busy machine are much slower)')
 @click.option('--jobs', type=click.IntRange(min=1), default=1, show_default=True, help='Training runs at once (subprocesses)')
@@ -382,7 +385,7 @@ def paired_sets(data, heldout, source_data, pairs):
 @click.option('--smoke', is_flag=True, help='Shorten plugins\' setup work (rssa inversion, ewc Fisher): CI only')
 @click.option('--no-cache', 'cache', is_flag=True, flag_value=False, default=True, help='Retrain the detector and recompute reference features')
 def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters, eval_every, table_at,
-         seeds, num_gen, num_pairs, detector_steps, detector_seed, threads, jobs, device, workdir, out,
+         seeds, num_gen, num_pairs, detector_steps, detector_views, detector_seed, threads, jobs, device, workdir, out,
          in_process, smoke, cache):
     """Fine-tune a source with every method plugin and score the results along training (see the
     module docstring)."""
@@ -428,8 +431,8 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
 
     opts = dict(source=source, source_sha256=sha256(source), data=data, heldout=heldout,
                 source_data=source_data, iters=iters, eval_every=eval_every, num_gen=num_gen,
-                num_pairs=num_pairs, detector_steps=detector_steps, detector_seed=detector_seed,
-                threads=threads, device=device, workdir=workdir, in_process=in_process, smoke=smoke,
+                num_pairs=num_pairs, detector_steps=detector_steps, detector_views=detector_views,
+                detector_seed=detector_seed, threads=threads, device=device, workdir=workdir, in_process=in_process, smoke=smoke,
                 cache=cache, data_of=data_of, rssa_codes={})
     manager = default_manager()
     planned = plan(chosen, set(manager.plugins), {name: b.error for name, b in manager.broken.items()},

@@ -159,7 +159,8 @@ def markdown(result):
         lines += ['Curves (mean over seeds, iteration 0 = the source): '
                   + ', '.join(f'[{key}]({name})' for key, name in result['curves'].items()) + '.', '']
     retrieval = d.get('retrieval')
-    lines += ['**Substitute detector.** ' + d['description'] + f' ({d["settings"]["steps"]} steps, seed '
+    lines += ['**Substitute detector.** ' + d['description'] + f' ({d["settings"]["steps"]} steps, '
+              f'{d["settings"].get("views", "geometry")} views, seed '
               f'{d["seed"]}; final NT-Xent {d["final_loss"]:.3f}, augmented-view retrieval top-1 '
               f'{d["retrieval_top1"]:.2f} over {d["images"]} images'
               + (f'; cross-style retrieval over {retrieval["pairs"]} paired emoji: a target image\'s own '
@@ -171,7 +172,8 @@ def markdown(result):
     content = result.get('content_encoder')
     if content:
         unseen = content['retrieval_unseen']
-        lines += ['', f'**Correspondence encoder.** The same recipe on the {content["paired_items"]} paired '
+        lines += ['', f'**Correspondence encoder.** The same recipe with geometry views (an emoji\'s '
+                  f'colours are a cue shared by its two styles) on the {content["paired_items"]} paired '
                   f'items, plus the two styles of {content["pairs_trained"]} of them (the even-numbered) as '
                   f'positives ({content["settings"]["steps"]} steps). On the {unseen["pairs"]} items it '
                   f'never paired, a target image\'s own source image is the nearest for '

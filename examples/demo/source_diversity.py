@@ -94,11 +94,14 @@ def snapshots_of(path):
                   if re.fullmatch(r'network-snapshot-\d+\.pkl', name))
 
 
-def logged_snapshots(log):
-    """Names of the snapshots a JSON-lines log already holds (measured before: skipped)."""
+def logged_snapshots(log, detector_views=None):
+    """Names of the snapshots a JSON-lines log already holds (measured before: skipped); with
+    `detector_views`, only those measured with that detector (records without the field: geometry)."""
     if not log or not os.path.isfile(log):
         return set()
-    return {json.loads(line)['snapshot'] for line in open(log) if line.strip()}
+    records = [json.loads(line) for line in open(log) if line.strip()]
+    return {record['snapshot'] for record in records
+            if detector_views is None or record.get('detector_views', 'geometry') == detector_views}
 
 
 def report(record, log):

@@ -34,12 +34,12 @@ from stylegan2_ada.errors import UserError  # noqa: E402
 SAMPLES = 1000   # generated images per figure, as the benchmark's --num-gen
 
 
-def benchmark_options(samples=SAMPLES):
+def benchmark_options(samples=SAMPLES, views=adaptation.substitute_detector.DEFAULTS['views']):
     """The adaptation benchmark's defaults for the bundled domains (same detector, same cache)."""
     return dict(source=demo_data.SOURCE_MODEL, data=demo_data.TARGET_DIR,
                 heldout=demo_data.HELDOUT_ZIP, source_data=demo_data.SOURCE_ZIP,
                 detector_steps=adaptation.substitute_detector.DEFAULTS['steps'], detector_seed=0,
-                cache=True, num_gen=samples, num_pairs=samples)
+                detector_views=views, cache=True, num_gen=samples, num_pairs=samples)
 
 
 def kimg_of(snapshot):
@@ -64,7 +64,8 @@ def reference_figures(opts, detector):
 @torch.no_grad()
 def measure(snapshot, opts, detector):
     """{snapshot, kimg, noto: {kid, fid}, twemoji: {kid, fid}} of one snapshot."""
-    record = dict(snapshot=os.path.basename(snapshot), kimg=kimg_of(snapshot), samples=opts['num_gen'])
+    record = dict(snapshot=os.path.basename(snapshot), kimg=kimg_of(snapshot), samples=opts['num_gen'],
+                  detector_views=opts['detector_views'])
     for name, data in (('noto', opts['source_data']), ('twemoji', opts['heldout'])):
         records = gda_metrics.evaluate_network(snapshot, ['kid', 'fid'], data=data,
                                                **adaptation.metric_options(opts, detector, 0))
@@ -95,15 +96,19 @@ def main(argv=None):
                              'kimg (the number in the file name), and the newest')
     parser.add_argument('--log', help='JSON lines file: snapshots already in it are skipped')
     parser.add_argument('--samples', type=int, default=SAMPLES)
+    parser.add_argument('--detector-views', choices=adaptation.substitute_detector.VIEWS,
+                        default=adaptation.substitute_detector.DEFAULTS['views'],
+                        help='the detector to score with, as the benchmark\'s option (default: '
+                             '%(default)s)')
     args = parser.parse_args(argv)
     try:
-        done = logged_snapshots(args.log)
+        done = logged_snapshots(args.log, args.detector_views)
         todo = [path for path in every_nth_kimg(snapshots_of(args.path), args.every)
                 if os.path.basename(path) not in done]
         if not todo:
             print('nothing new to measure')
             return 0
-        opts = benchmark_options(args.samples)
+        opts = benchmark_options(args.samples, args.detector_views)
         detector, _ = adaptation.build_detector(opts, lambda message: print(message, file=sys.stderr))
         print(json.dumps(dict(reference=reference_figures(opts, detector))), flush=True)
         for path in todo:

@@ -110,3 +110,29 @@ def test_metrics_take_the_substitute_in_place_of_nvidias_files(tiny, tmp_path, m
     assert records['fid']['results']['fid'] == pytest.approx(fid_from_features(gen_f, real_f), rel=1e-4)
     score, _ = intra_cluster_lpips(enc, [images[:8], images[8:16], images[16:]], real, batch=8)
     assert records['intra_lpips']['results']['intra_lpips'] == pytest.approx(score, rel=1e-4)
+
+
+def test_colour_views_turn_hue_about_the_grey_axis_and_grey_a_fifth():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand([2000, 3, 4, 4], generator=generator) * 0.6 - 0.3   # no clamping
+    out = SD.recolour(images, generator)
+    # A rotation about (1, 1, 1) and a saturation change about the grey value keep each pixel's
+    # channel mean; the colours themselves change.
+    assert torch.allclose(out.mean(dim=1), images.mean(dim=1), atol=1e-6)
+    assert (out - images).abs().mean() > 0.05
+    grey = (out.std(dim=1) < 1e-6).all(dim=(1, 2)).float().mean()
+    assert 0.16 < grey < 0.24
+    flat = torch.full([4, 3, 4, 4], 0.25)   # a grey image stays itself
+    assert torch.allclose(SD.recolour(flat, generator), flat, atol=1e-6)
+
+
+def test_geometry_views_keep_the_keys_made_before_views_existed():
+    images = torch.zeros([2, 3, 32, 32], dtype=torch.uint8)
+    before = SD.cache_key(images, 0, dict(steps=600, batch=64, lr=2e-3, temperature=0.2))
+    settings = dict(steps=600, batch=64, lr=2e-3, temperature=0.2)
+    assert SD.cache_key(images, 0, dict(settings, views='geometry')) == before
+    assert SD.cache_key(images, 0, dict(settings, views='colour')) != before
+    assert SD.DEFAULTS['views'] == 'colour'
+    with pytest.raises(ValueError, match='views'):
+        SD.train_encoder(images, steps=1, views='hue')
+    assert SD.limits('geometry')[-1] != SD.limits('colour')[-1]

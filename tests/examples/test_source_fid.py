@@ -31,7 +31,8 @@ def test_a_run_is_measured_once_per_snapshot(script, tmp_path, monkeypatch, caps
     HP.write_source(run / 'network-snapshot-000000.pkl')
     options = dict(source=None, data=str(shots), heldout=str(twemoji), source_data=str(noto),
                    detector_steps=2, detector_seed=0, cache=False, num_gen=8, num_pairs=8)
-    monkeypatch.setattr(script, 'benchmark_options', lambda samples: dict(options, num_gen=samples))
+    monkeypatch.setattr(script, 'benchmark_options',
+                        lambda samples, views: dict(options, num_gen=samples, detector_views=views))
     log = tmp_path / 'fid.jsonl'
     assert script.main([str(run), '--log', str(log), '--samples', '8']) == 0
     reference = json.loads(capsys.readouterr().out.splitlines()[0])['reference']
@@ -39,11 +40,16 @@ def test_a_run_is_measured_once_per_snapshot(script, tmp_path, monkeypatch, caps
     assert all(math.isfinite(v) for pair in reference.values() for v in pair.values())
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert record['snapshot'] == 'network-snapshot-000000.pkl' and record['samples'] == 8
+    assert record['detector_views'] == 'colour'   # the benchmark's default detector
     for domain in ('noto', 'twemoji'):
         assert set(record[domain]) == {'kid', 'fid'}
         assert all(math.isfinite(value) for value in record[domain].values())
     assert script.main([str(run), '--log', str(log)]) == 0   # nothing new: not measured again
     assert len(log.read_text().splitlines()) == 1
+    # The other detector has not measured it yet.
+    assert script.main([str(run), '--log', str(log), '--samples', '8', '--detector-views', 'geometry']) == 0
+    assert [json.loads(line)['detector_views'] for line in log.read_text().splitlines()] == \
+        ['colour', 'geometry']
 
 
 def test_a_missing_path_is_a_one_line_error(script, tmp_path, capsys):
