@@ -7,8 +7,8 @@ reduced format CPUs accelerate (AVX512-BF16, AMX), where training at 32 px runs 
 as fast (benchmarks/train_speed.py --cpu-bf16). Weights, optimiser state, losses and the blocks
 NVIDIA keeps in float32 stay float32, and conv_clamp bounds the activations as it does for fp16.
 On a CPU without bfloat16 instructions the same setting is slower than float32. The training loop
-sets it for its whole process, so a run's sample grids and `--metrics` use it too; `gda generate`
-and `gda metrics` never do.
+sets it for its whole process, so what a run draws or scores (sample grids, `--metrics`,
+comparison.png) uses it too; the `gda generate` and `gda metrics` commands never do.
 """
 
 import torch
