@@ -63,8 +63,9 @@ def test_cross_style_pairs_pull_the_paired_images_together_and_enter_the_cache_k
     rng = np.random.RandomState(0)
     images = torch.from_numpy(rng.randint(0, 256, [8, 3, 32, 32]).astype(np.uint8))
     pairs = torch.tensor([[0, 4], [1, 5], [2, 6], [3, 7]])   # unrelated noise images, "paired"
-    plain, _ = SD.train_encoder(images, seed=1, steps=40, batch=8)
-    paired, _ = SD.train_encoder(images, seed=1, steps=40, batch=8, pairs=pairs)
+    # The correspondence encoder's views: geometry (adaptation.build_content_encoder).
+    plain, _ = SD.train_encoder(images, seed=1, steps=40, batch=8, views='geometry')
+    paired, _ = SD.train_encoder(images, seed=1, steps=40, batch=8, pairs=pairs, views='geometry')
 
     def pair_similarity(encoder):
         features = C.embed(encoder, images)
