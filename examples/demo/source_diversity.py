@@ -16,6 +16,7 @@ An 8x8 grid of the first 64 samples, each beside its nearest training image, goe
 """
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -112,6 +113,19 @@ def report(record, log):
             file.write(json.dumps(record) + '\n')
 
 
+def one_line_errors(main):
+    """main(argv) -> exit status, where a UserError is one line on stderr and exit status 2."""
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        try:
+            return main(argv)
+        except UserError as error:
+            print(f'Error: {error}', file=sys.stderr)
+            return 2
+    return wrapped
+
+
+@one_line_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('path', help='a run directory (every snapshot) or one snapshot .pkl')
@@ -120,22 +134,18 @@ def main(argv=None):
     parser.add_argument('--samples', type=int, default=SAMPLES)
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
-    try:
-        done = logged_snapshots(args.log)
-        todo = [path for path in snapshots_of(args.path) if os.path.basename(path) not in done]
-        if not todo:
-            print('nothing new to measure')
-            return 0
-        reals = load_reals(args.data)
-        subset = reals[np.random.RandomState(0).permutation(len(reals))[:args.samples]]
-        real_pairwise = mean_pairwise(subset)
-        for path in todo:
-            kimg = re.findall(r'\d+', os.path.basename(path))
-            grid = os.path.join(os.path.dirname(path), f'diversity-{kimg[-1] if kimg else "x"}.png')
-            report(measure(path, reals, real_pairwise, grid, args.samples), args.log)
-    except UserError as error:
-        print(f'Error: {error}', file=sys.stderr)
-        return 2
+    done = logged_snapshots(args.log)
+    todo = [path for path in snapshots_of(args.path) if os.path.basename(path) not in done]
+    if not todo:
+        print('nothing new to measure')
+        return 0
+    reals = load_reals(args.data)
+    subset = reals[np.random.RandomState(0).permutation(len(reals))[:args.samples]]
+    real_pairwise = mean_pairwise(subset)
+    for path in todo:
+        kimg = re.findall(r'\d+', os.path.basename(path))
+        grid = os.path.join(os.path.dirname(path), f'diversity-{kimg[-1] if kimg else "x"}.png')
+        report(measure(path, reals, real_pairwise, grid, args.samples), args.log)
     return 0
 
 

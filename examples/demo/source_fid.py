@@ -28,8 +28,7 @@ import adaptation  # noqa: E402  (benchmarks/: the detector exactly as the bench
 import stylegan2_ada  # noqa: E402
 from gda_core import demo_data  # noqa: E402
 from gda_core import metrics as gda_metrics  # noqa: E402
-from source_diversity import logged_snapshots, report, snapshots_of  # noqa: E402
-from stylegan2_ada.errors import UserError  # noqa: E402
+from source_diversity import logged_snapshots, one_line_errors, report, snapshots_of  # noqa: E402
 
 SAMPLES = 1000   # generated images per figure, as the benchmark's --num-gen
 
@@ -88,6 +87,7 @@ def every_nth_kimg(paths, every):
     return chosen + [path for path in paths[-1:] if path not in chosen]
 
 
+@one_line_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('path', help='a run directory (its snapshots) or one snapshot .pkl')
@@ -101,21 +101,17 @@ def main(argv=None):
                         help='the detector to score with, as the benchmark\'s option (default: '
                              '%(default)s)')
     args = parser.parse_args(argv)
-    try:
-        done = logged_snapshots(args.log, args.detector_views)
-        todo = [path for path in every_nth_kimg(snapshots_of(args.path), args.every)
-                if os.path.basename(path) not in done]
-        if not todo:
-            print('nothing new to measure')
-            return 0
-        opts = benchmark_options(args.samples, args.detector_views)
-        detector, _ = adaptation.build_detector(opts, lambda message: print(message, file=sys.stderr))
-        print(json.dumps(dict(reference=reference_figures(opts, detector))), flush=True)
-        for path in todo:
-            report(measure(path, opts, detector), args.log)
-    except UserError as error:
-        print(f'Error: {error}', file=sys.stderr)
-        return 2
+    done = logged_snapshots(args.log, args.detector_views)
+    todo = [path for path in every_nth_kimg(snapshots_of(args.path), args.every)
+            if os.path.basename(path) not in done]
+    if not todo:
+        print('nothing new to measure')
+        return 0
+    opts = benchmark_options(args.samples, args.detector_views)
+    detector, _ = adaptation.build_detector(opts, lambda message: print(message, file=sys.stderr))
+    print(json.dumps(dict(reference=reference_figures(opts, detector))), flush=True)
+    for path in todo:
+        report(measure(path, opts, detector), args.log)
     return 0
 
 
