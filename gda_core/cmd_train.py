@@ -159,7 +159,7 @@ def plugin_values(ctx, kw):
 @click.option('--zdim',       help='z and w dimensions (--source none)', type=click.IntRange(min=1))
 # Execution.
 @click.option('--device',     help='Torch device [default: cuda if available]', metavar='DEV')
-@click.option('--cpu-bf16/--no-cpu-bf16', help='On the CPU, run the blocks NVIDIA runs in fp16 (num_fp16_res) in bfloat16: about 1.7x faster where the CPU has AVX512-BF16 or AMX, slower where it has not [default: off, float32 as NVIDIA on the CPU]', default=None)
+@click.option('--cpu-bf16/--no-cpu-bf16', help='On the CPU, run the blocks NVIDIA runs in fp16 (num_fp16_res) in bfloat16: about 1.5x faster where the CPU has AVX512-BF16 or AMX, slower where it has not [default: off, float32 as NVIDIA on the CPU]', default=None)
 @click.option('--gpus',       help='Processes on this machine, one per GPU (gloo on CPU) [default: 1; under torchrun: its count]', type=click.IntRange(min=1))
 @click.option('--resume',     help='Continue this run directory from its newest valid snapshot, with its own options', metavar='RUN_DIR')
 @click.option('--dry-run',    help='Print the resolved configuration and exit', is_flag=True)
