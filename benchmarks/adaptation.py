@@ -166,6 +166,18 @@ def dataset_images(path):
 
 
 @torch.no_grad()
+def detector_features(detector, images):
+    """The detector's embedding (FID/KID features) of uint8 images, as float64 numpy."""
+    return detector(images.float(), return_features=True).double().numpy()
+
+
+def kid_fid(features, reference):
+    """{kid, fid} of one feature set against another."""
+    return dict(kid=kernel_inception_distance(features, reference),
+                fid=fid_from_features(features, reference))
+
+
+@torch.no_grad()
 def source_samples(source, count, device='cpu'):
     """uint8 samples of the source generator (fixed seeds, constant noise)."""
     loaded = stylegan2_ada.load(source)
@@ -253,19 +265,12 @@ def reference_rows(opts, detector, correspondence, log, configs=()):
     the source domain's real images (the domain gap). Configurations that
     train on fewer shots (`configs`) also get the source's intra-LPIPS clustered by their shots,
     their curves' starting point (`source_by_config`)."""
-    extract = lambda images: detector(images.float(), return_features=True).double().numpy()  # noqa: E731
-    with torch.no_grad():
-        held = extract(dataset_images(opts['heldout']))
-        shots = extract(dataset_images(opts['data']))
-    rows = dict(
-        shots=dict(kid=kernel_inception_distance(shots, held), fid=fid_from_features(shots, held)),
-        heldout_halves=dict(kid=kernel_inception_distance(held[0::2], held[1::2]),
-                            fid=fid_from_features(held[0::2], held[1::2])))
+    held = detector_features(detector, dataset_images(opts['heldout']))
+    shots = detector_features(detector, dataset_images(opts['data']))
+    rows = dict(shots=kid_fid(shots, held), heldout_halves=kid_fid(held[0::2], held[1::2]))
     if opts['source_data']:   # the domain gap itself: a perfect, unadapted source would score this
-        with torch.no_grad():
-            real_source = extract(dataset_images(opts['source_data']))
-        rows['source_domain'] = dict(kid=kernel_inception_distance(real_source, held),
-                                     fid=fid_from_features(real_source, held))
+        real_source = detector_features(detector, dataset_images(opts['source_data']))
+        rows['source_domain'] = kid_fid(real_source, held)
     log('Scoring the source generator (not adapted) ...')
     records = gda_metrics.evaluate_network(opts['source'], ['kid', 'fid', 'intra_lpips'],
                                            data=opts['heldout'], train_data=opts['data'],
@@ -385,8 +390,8 @@ def paired_sets(data, heldout, source_data, pairs):
 @click.option('--smoke', is_flag=True, help='Shorten plugins\' setup work (rssa inversion, ewc Fisher): CI only')
 @click.option('--no-cache', 'cache', is_flag=True, flag_value=False, default=True, help='Retrain the detector and recompute reference features')
 def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters, eval_every, table_at,
-         seeds, num_gen, num_pairs, detector_steps, detector_views, detector_seed, threads, jobs, device, workdir, out,
-         in_process, smoke, cache):
+         seeds, num_gen, num_pairs, detector_steps, detector_views, detector_seed, threads, jobs,
+         device, workdir, out, in_process, smoke, cache):
     """Fine-tune a source with every method plugin and score the results along training (see the
     module docstring)."""
     started = time.time()
@@ -432,8 +437,8 @@ def main(source, data, heldout, source_data, pairs, shots, configs, quick, iters
     opts = dict(source=source, source_sha256=sha256(source), data=data, heldout=heldout,
                 source_data=source_data, iters=iters, eval_every=eval_every, num_gen=num_gen,
                 num_pairs=num_pairs, detector_steps=detector_steps, detector_views=detector_views,
-                detector_seed=detector_seed, threads=threads, device=device, workdir=workdir, in_process=in_process, smoke=smoke,
-                cache=cache, data_of=data_of, rssa_codes={})
+                detector_seed=detector_seed, threads=threads, device=device, workdir=workdir,
+                in_process=in_process, smoke=smoke, cache=cache, data_of=data_of, rssa_codes={})
     manager = default_manager()
     planned = plan(chosen, set(manager.plugins), {name: b.error for name, b in manager.broken.items()},
                    detector_available)

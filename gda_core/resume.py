@@ -5,8 +5,9 @@ NVIDIA's --resume restarts kimg and the ADA p; ours restores everything the loop
 N iterations straight and N/2 + resume + N/2 give identical weights. The run's options come
 from RUN_DIR/training_options.json: the command line may only repeat them, or change the few that
 say when it stops, how often it reports, and where and in which CPU precision it runs (CHANGEABLE;
-a resume that changes the device or --cpu-bf16 goes on exactly, in other arithmetic). A snapshot that cannot be read (a kill while it was
-written with an older gda, a full disk, a copy gone wrong) is skipped with a warning naming it.
+a resume that changes the device or --cpu-bf16 goes on exactly, in other arithmetic). A snapshot
+that cannot be read (a kill while it was written with an older gda, a full disk, a copy gone
+wrong) is skipped with a warning naming it.
 """
 
 import json

@@ -47,16 +47,14 @@ def kimg_of(snapshot):
     return round(loop['cur_nimg'] / 1000, 2) if 'cur_nimg' in loop else None
 
 
-@torch.no_grad()
 def reference_figures(opts, detector):
     """What the detector says of real images alone: one half of the Noto set against the other
     (its noise floor: a generator as good as the data scores about this) and the Noto set against
     the held-out Twemoji (the style gap)."""
-    extract = lambda images: detector(images.float(), return_features=True).double().numpy()  # noqa: E731
-    noto = extract(adaptation.dataset_images(opts['source_data']))
-    twemoji = extract(adaptation.dataset_images(opts['heldout']))
-    pair = lambda a, b: dict(kid=round(adaptation.kernel_inception_distance(a, b), 4),  # noqa: E731
-                             fid=round(adaptation.fid_from_features(a, b), 4))
+    noto = adaptation.detector_features(detector, adaptation.dataset_images(opts['source_data']))
+    twemoji = adaptation.detector_features(detector, adaptation.dataset_images(opts['heldout']))
+    pair = lambda a, b: {key: round(value, 4)  # noqa: E731
+                         for key, value in adaptation.kid_fid(a, b).items()}
     return dict(noto_halves=pair(noto[0::2], noto[1::2]), noto_vs_twemoji=pair(noto, twemoji))
 
 
